@@ -410,22 +410,30 @@ TEST(EmbeddedStoreTest, CancelWaitsForRunningCallback) {
     std::unique_lock lk(mu);
     ASSERT_TRUE(cv.wait_for(lk, seconds(60), [&] { return entered; }));
   }
-  std::atomic<bool> cancelled{false};
+  std::atomic<int> calls_at_cancel{-1};
   std::thread canceller([&] {
     (*w)->Cancel();
     // Cancel returned: the running callback must be over.
     EXPECT_TRUE(finished.load());
-    cancelled = true;
+    calls_at_cancel = calls.load();
   });
+  // Give Cancel a chance to start waiting first; the checks hold whichever order it runs in.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
   {
     std::lock_guard lk(mu);
     release = true;
   }
   cv.notify_all();
   canceller.join();
-  EXPECT_TRUE(cancelled.load());
+  ASSERT_GE(calls_at_cancel.load(), 1);
+  // Nothing is delivered after Cancel: a later watch, served by the same dispatcher in
+  // publication order, sees the next revision only after the cancelled one would have.
+  Collector barrier;
+  auto w2 = s->Watch("/x/", 0, barrier.Callback());
+  ASSERT_TRUE(w2.ok());
   ASSERT_TRUE(s->Put("/x/c", "1").ok());
-  EXPECT_EQ(calls.load(), 1);  // the queued second revision was dropped by Cancel
+  ASSERT_TRUE(barrier.WaitUntil([](auto& rs) { return !rs.empty(); }));
+  EXPECT_EQ(calls.load(), calls_at_cancel.load());
 }
 
 TEST(EmbeddedStoreTest, CompactionPersistsAndFailsOldWatches) {
