@@ -33,9 +33,7 @@ class SystemClock final : public Clock {
 class ManualClock final : public Clock {
  public:
   TimePoint Now() const override { return TimePoint(Duration(now_ns_.load())); }
-  int64_t WallMillis() const override {
-    return 1'700'000'000'000 + now_ns_.load() / 1'000'000;
-  }
+  int64_t WallMillis() const override { return 1'700'000'000'000 + now_ns_.load() / 1'000'000; }
   void Advance(Duration d) { now_ns_ += d.count(); }
 
  private:

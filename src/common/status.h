@@ -28,7 +28,7 @@ enum class Code {
   kDeadlineExceeded,    // (HTTP 504)
   kCompacted,           // a watch asked for a revision the store has compacted: re-list
   kCancelled,
-  kInternal,            // a bug or an impossible state (HTTP 500)
+  kInternal,  // a bug or an impossible state (HTTP 500)
 };
 
 std::string_view CodeName(Code code);
@@ -57,25 +57,49 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {Code::kInvalidArgument, std::move(m)}; }
-inline Status NotFound(std::string m) { return {Code::kNotFound, std::move(m)}; }
-inline Status AlreadyExists(std::string m) { return {Code::kAlreadyExists, std::move(m)}; }
-inline Status FailedPrecondition(std::string m) { return {Code::kFailedPrecondition, std::move(m)}; }
-inline Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
-inline Status DeadlineExceeded(std::string m) { return {Code::kDeadlineExceeded, std::move(m)}; }
-inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
-inline Status TooLarge(std::string m) { return {Code::kTooLarge, std::move(m)}; }
-inline Status Cancelled(std::string m) { return {Code::kCancelled, std::move(m)}; }
-inline Status Compacted(std::string m) { return {Code::kCompacted, std::move(m)}; }
-inline Status PermissionDenied(std::string m) { return {Code::kPermissionDenied, std::move(m)}; }
-inline Status Unauthenticated(std::string m) { return {Code::kUnauthenticated, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {Code::kInvalidArgument, std::move(m)};
+}
+inline Status NotFound(std::string m) {
+  return {Code::kNotFound, std::move(m)};
+}
+inline Status AlreadyExists(std::string m) {
+  return {Code::kAlreadyExists, std::move(m)};
+}
+inline Status FailedPrecondition(std::string m) {
+  return {Code::kFailedPrecondition, std::move(m)};
+}
+inline Status Unavailable(std::string m) {
+  return {Code::kUnavailable, std::move(m)};
+}
+inline Status DeadlineExceeded(std::string m) {
+  return {Code::kDeadlineExceeded, std::move(m)};
+}
+inline Status Internal(std::string m) {
+  return {Code::kInternal, std::move(m)};
+}
+inline Status TooLarge(std::string m) {
+  return {Code::kTooLarge, std::move(m)};
+}
+inline Status Cancelled(std::string m) {
+  return {Code::kCancelled, std::move(m)};
+}
+inline Status Compacted(std::string m) {
+  return {Code::kCompacted, std::move(m)};
+}
+inline Status PermissionDenied(std::string m) {
+  return {Code::kPermissionDenied, std::move(m)};
+}
+inline Status Unauthenticated(std::string m) {
+  return {Code::kUnauthenticated, std::move(m)};
+}
 
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
-    if (std::get<Status>(v_).ok()) std::abort();  // a Result without value must carry an error
+    if (std::get<Status>(v_).ok()) std::abort();   // a Result without value must carry an error
   }
 
   bool ok() const { return std::holds_alternative<T>(v_); }
@@ -106,10 +130,10 @@ class [[nodiscard]] Result {
 #define BERTH_CONCAT(a, b) BERTH_CONCAT_INNER(a, b)
 
 // Returns the Status from the enclosing function if `expr` (a Status) is not ok.
-#define BERTH_RETURN_IF_ERROR(expr)              \
-  do {                                           \
-    ::berth::Status berth_st_ = (expr);          \
-    if (!berth_st_.ok()) return berth_st_;       \
+#define BERTH_RETURN_IF_ERROR(expr)        \
+  do {                                     \
+    ::berth::Status berth_st_ = (expr);    \
+    if (!berth_st_.ok()) return berth_st_; \
   } while (0)
 
 // `BERTH_ASSIGN_OR_RETURN(auto x, Foo());` declares x from a Result or returns its error.

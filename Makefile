@@ -1,0 +1,42 @@
+# berth: `make demo` and `make test` are the two commands a fresh machine needs.
+BUILD ?= build
+JOBS ?= 2
+CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+.PHONY: all deps build demo test test-fast asan fuzz bench format format-check tidy clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+# Build, start a single-node agent on the embedded store, deploy examples/web.yml.
+demo: build
+	@scripts/demo.sh
+
+# Every test: unit, store conformance on real etcd clusters, end to end, ASan+UBSan, fuzz smoke.
+test: deps
+	@scripts/test.sh
+
+# Unit and integration tests of the normal build only (no sanitizer build, no fuzzing).
+test-fast: deps
+	@BERTH_TEST_FAST=1 scripts/test.sh
+
+bench: build
+	@bench/store_vs_etcd.sh
+
+fuzz: deps
+	@scripts/fuzz.sh $(or $(SECONDS),60)
+
+format:
+	@git ls-files '*.h' '*.cc' | xargs clang-format -i
+
+format-check:
+	@git ls-files '*.h' '*.cc' | xargs clang-format --dry-run --Werror
+
+clean:
+	rm -rf build build-asan build-fuzz .testrun .demo

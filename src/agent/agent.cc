@@ -1,0 +1,243 @@
+#include "agent/agent.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include "agent/machine_registry.h"
+#include "api/api_service.h"
+#include "common/version.h"
+#include "jobs/job_registry.h"
+
+namespace berth::agent {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+
+Result<HostPort> ParseHostPort(const std::string& s, const std::string& flag) {
+  auto colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return InvalidArgument(flag + " \"" + s + "\": expected ADDRESS:PORT, e.g. 127.0.0.1:4680");
+  }
+  std::string host = s.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  std::string port_s = s.substr(colon + 1);
+  char* end = nullptr;
+  long port = std::strtol(port_s.c_str(), &end, 10);
+  if (port_s.empty() || *end != '\0' || port < 0 || port > 65535) {
+    return InvalidArgument(flag + " \"" + s + "\": port must be 0-65535");
+  }
+  if (host == "localhost") host = "127.0.0.1";
+  return HostPort{host, static_cast<uint16_t>(port)};
+}
+
+bool IsLoopback(const std::string& host) {
+  return host.rfind("127.", 0) == 0 || host == "::1";
+}
+
+bool ValidMachineId(const std::string& id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string ReadFirstLine(const fs::path& p) {
+  std::ifstream in(p);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+Result<std::string> ResolveMachineId(const AgentOptions& o) {
+  fs::path file = fs::path(o.data_dir) / "machine-id";
+  std::string id = o.machine_id;
+  if (id.empty()) id = ReadFirstLine(file);
+  if (id.empty()) id = ReadFirstLine("/etc/machine-id").substr(0, 12);
+  if (id.empty()) id = MachineInfo::FromSystem().hostname;
+  if (!ValidMachineId(id)) {
+    return InvalidArgument("machine id \"" + id +
+                           "\": use 1-64 letters, digits, '-', '_' or '.' (--machine-id)");
+  }
+  std::ofstream(file) << id << "\n";
+  return id;
+}
+
+}  // namespace
+
+Status ValidateAgentOptions(const AgentOptions& o) {
+  BERTH_ASSIGN_OR_RETURN(auto api, ParseHostPort(o.api_address, "--api"));
+  if (o.dev && !IsLoopback(api.host)) {
+    return InvalidArgument(
+        "--dev serves without authentication and binds to loopback only; "
+        "--api " +
+        o.api_address + " is not a loopback address");
+  }
+  if (o.dev && !o.store_url.empty() && o.store_url.rfind("etcd://", 0) == 0) {
+    return InvalidArgument("--dev runs on the embedded store; drop --store or --dev");
+  }
+  for (const auto& [k, v] : o.meta) {
+    if (k.empty()) return InvalidArgument("--meta \"=" + v + "\": empty key");
+  }
+  if (o.machine_ttl.count() < 1) return InvalidArgument("--machine-ttl must be at least 1s");
+  return Status::Ok();
+}
+
+struct Agent::Impl {
+  AgentOptions opts;
+  std::string machine_id;
+  int lock_fd = -1;
+  store::StorePtr store;
+  store::Keys keys;
+  std::unique_ptr<jobs::JobRegistry> jobs;
+  std::unique_ptr<MachineRegistry> machines;
+  std::unique_ptr<api::HttpServer> http;
+  bool started = false;
+
+  ~Impl() {
+    if (lock_fd >= 0) close(lock_fd);
+  }
+};
+
+Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Agent::~Agent() {
+  Stop();
+}
+
+Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
+  BERTH_RETURN_IF_ERROR(ValidateAgentOptions(o));
+  if (o.data_dir.empty()) o.data_dir = o.dev ? ".berth-dev" : "/var/lib/berth";
+  std::error_code ec;
+  fs::create_directories(o.data_dir, ec);
+  if (ec) return Unavailable("data dir " + o.data_dir + ": " + ec.message());
+
+  auto impl = std::make_unique<Impl>();
+  // One agent per data dir: a second one would corrupt the first one's view of its machine.
+  std::string lock_path = (fs::path(o.data_dir) / "LOCK").string();
+  impl->lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (impl->lock_fd < 0 || flock(impl->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    return Unavailable("data dir " + o.data_dir + " is in use by another berth agent (" +
+                       lock_path + " is locked)");
+  }
+  BERTH_ASSIGN_OR_RETURN(impl->machine_id, ResolveMachineId(o));
+  if (o.store_url.empty()) o.store_url = "embedded:" + o.data_dir;
+  impl->keys = store::Keys(o.key_prefix);
+  impl->opts = std::move(o);
+  return std::unique_ptr<Agent>(new Agent(std::move(impl)));
+}
+
+Status Agent::Start() {
+  auto& d = *impl_;
+  const auto& o = d.opts;
+  BERTH_ASSIGN_OR_RETURN(d.store, store::OpenStore(o.store_url, o.store_tls));
+  d.jobs = std::make_unique<jobs::JobRegistry>(*d.store, d.keys, SystemClock::Shared());
+
+  BERTH_ASSIGN_OR_RETURN(auto api_addr, ParseHostPort(o.api_address, "--api"));
+  api::HttpServer::Options http_opts;
+  http_opts.address = api_addr.host;
+  http_opts.port = api_addr.port;
+  http_opts.max_body_bytes = o.max_body_bytes;
+  d.http = std::make_unique<api::HttpServer>(http_opts);
+
+  MachineInfo info = MachineInfo::FromSystem();
+  info.id = d.machine_id;
+  info.meta = o.meta;
+  info.version = Version();
+  info.started_at_ms = SystemClock::Shared()->WallMillis();
+
+  api::ApiContext ctx;
+  ctx.store = d.store.get();
+  ctx.keys = d.keys;
+  ctx.jobs = d.jobs.get();
+  ctx.version = Version();
+  Impl* raw = impl_.get();
+  ctx.self_info = [raw] {
+    return nlohmann::json{{"machine", raw->machines ? raw->machines->info().ToJson() : nullptr},
+                          {"store", raw->store->Describe()},
+                          {"dev", raw->opts.dev},
+                          {"data_dir", raw->opts.data_dir},
+                          {"version", Version()}};
+  };
+  api::RegisterApiRoutes(*d.http, ctx);
+  BERTH_RETURN_IF_ERROR(d.http->Start().Annotate("API"));
+
+  info.api_address = api_addr.host + ":" + std::to_string(d.http->port());
+  // Scripts and tests that bind port 0 read the chosen address from here.
+  std::ofstream(fs::path(o.data_dir) / "api.addr") << info.api_address << "\n";
+  d.machines = std::make_unique<MachineRegistry>(*d.store, d.keys, info, o.machine_ttl);
+  Status reg = d.machines->Start();
+  if (!reg.ok()) {
+    // The agent keeps serving (and retrying) while the store is away.
+    spdlog::warn("machine {}: first registration failed: {}; retrying in the background",
+                 d.machine_id, reg.ToString());
+  }
+  d.started = true;
+  return Status::Ok();
+}
+
+void Agent::Stop() {
+  auto& d = *impl_;
+  if (!d.started) return;
+  d.started = false;
+  if (d.http) d.http->Stop();
+  if (d.machines) d.machines->Stop();
+}
+
+uint16_t Agent::api_port() const {
+  return impl_->http ? impl_->http->port() : 0;
+}
+const std::string& Agent::machine_id() const {
+  return impl_->machine_id;
+}
+
+int RunAgent(AgentOptions options, const std::string& version) {
+  // Block the stop signals before any thread starts, so only sigwait below receives them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  bool dev = options.dev;
+  auto agent = Agent::Create(std::move(options));
+  if (!agent.ok()) {
+    spdlog::error("{}", agent.status().message());
+    return 1;
+  }
+  Status st = (*agent)->Start();
+  if (!st.ok()) {
+    spdlog::error("{}", st.message());
+    return 1;
+  }
+  auto& d = *(*agent)->impl_;
+  spdlog::info("berth agent {} up: machine {}, store {}, API http://{}", version, d.machine_id,
+               d.store->Describe(), d.machines->info().api_address);
+  if (dev) {
+    spdlog::warn("dev mode: embedded store in {}, API on loopback only, no authentication",
+                 d.opts.data_dir);
+  }
+  int sig = 0;
+  sigwait(&set, &sig);
+  spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  (*agent)->Stop();
+  return 0;
+}
+
+}  // namespace berth::agent

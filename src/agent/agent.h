@@ -1,0 +1,54 @@
+// Agent: the `berth agent` daemon on one machine. It opens the store, registers the machine
+// under a lease, and serves the HTTP API. (Later parts add the drivers, the local reconciler,
+// the engine and the router; each is started and stopped here, in that order and reverse.)
+// Thread-safety: Start/Stop/Wait from the thread that owns the Agent.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "api/http_server.h"
+#include "common/status.h"
+#include "store/store_factory.h"
+
+namespace berth::agent {
+
+struct AgentOptions {
+  bool dev = false;       // embedded store, loopback only, everything in one process
+  std::string store_url;  // etcd://h:p,...  embedded:DIR  memory:   ("" = embedded in data_dir)
+  store::StoreTls store_tls;
+  std::string data_dir;  // default: /var/lib/berth, or ./.berth-dev with --dev
+  std::string api_address = "127.0.0.1:4680";
+  std::string machine_id;  // default: persisted in data_dir, else /etc/machine-id, else hostname
+  std::map<std::string, std::string> meta;
+  std::string key_prefix = "/berth/";
+  std::chrono::seconds machine_ttl{10};
+  size_t max_body_bytes = 1 << 20;
+};
+
+// Checks flags that do not depend on the machine: addresses parse, --dev binds to loopback, ...
+Status ValidateAgentOptions(const AgentOptions& options);
+
+class Agent {
+ public:
+  static Result<std::unique_ptr<Agent>> Create(AgentOptions options);
+  ~Agent();
+
+  Status Start();
+  void Stop();
+  uint16_t api_port() const;
+  const std::string& machine_id() const;
+
+ private:
+  friend int RunAgent(AgentOptions options, const std::string& version);
+  struct Impl;
+  explicit Agent(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Runs an agent until SIGINT or SIGTERM; returns the process exit code.
+int RunAgent(AgentOptions options, const std::string& version);
+
+}  // namespace berth::agent

@@ -1,0 +1,102 @@
+#include "agent/machine_registry.h"
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+namespace berth::agent {
+
+nlohmann::json MachineInfo::ToJson() const {
+  return {{"id", id},        {"address", api_address}, {"hostname", hostname},
+          {"os", os},        {"cpus", cpus},           {"memory_bytes", memory_bytes},
+          {"meta", meta},    {"version", version},     {"started_at", started_at_ms},
+          {"eligible", true}};
+}
+
+MachineInfo MachineInfo::FromSystem() {
+  MachineInfo m;
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) == 0) m.hostname = host;
+  struct utsname u {};
+  if (uname(&u) == 0) m.os = std::string(u.sysname) + " " + u.release;
+  m.cpus = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  long pages = sysconf(_SC_PHYS_PAGES);
+  long page_size = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page_size > 0) m.memory_bytes = static_cast<int64_t>(pages) * page_size;
+  return m;
+}
+
+MachineRegistry::MachineRegistry(store::Store& store, store::Keys keys, MachineInfo info,
+                                 std::chrono::seconds ttl)
+    : store_(store), keys_(std::move(keys)), info_(std::move(info)), ttl_(ttl) {}
+
+MachineRegistry::~MachineRegistry() {
+  Stop();
+}
+
+Status MachineRegistry::Register() {
+  BERTH_ASSIGN_OR_RETURN(store::LeaseId lease, store_.GrantLease(ttl_));
+  auto put = store_.Put(keys_.Machine(info_.id), info_.ToJson().dump(), lease);
+  if (!put.ok()) {
+    store_.RevokeLease(lease).IgnoreError();
+    return put.status();
+  }
+  lease_ = lease;
+  spdlog::info("machine {} registered (lease {:x}, ttl {}s)", info_.id, lease, ttl_.count());
+  return Status::Ok();
+}
+
+Status MachineRegistry::Start() {
+  Status first = Register();
+  thread_ = std::thread([this] { Loop(); });
+  return first;
+}
+
+void MachineRegistry::Loop() {
+  auto interval = std::max(std::chrono::milliseconds(ttl_) / 3, std::chrono::milliseconds(200));
+  bool warned = false;
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    // Retry sooner while unregistered.
+    cv_.wait_for(lock, lease_ ? interval : std::chrono::milliseconds(500), [&] { return stop_; });
+    if (stop_) break;
+    lock.unlock();
+    Status st;
+    if (lease_ == 0) {
+      st = Register();
+    } else {
+      auto ka = store_.KeepAlive(lease_);
+      if (!ka.ok() && ka.status().code() == Code::kNotFound) {
+        spdlog::warn("machine {}: lease ended, registering again", info_.id);
+        lease_ = 0;
+        st = Register();
+      } else {
+        st = ka.status();
+      }
+    }
+    if (!st.ok() && !warned) {
+      spdlog::warn("machine {}: cannot reach the store ({}); retrying", info_.id, st.ToString());
+      warned = true;
+    } else if (st.ok() && warned) {
+      spdlog::info("machine {}: store reachable again", info_.id);
+      warned = false;
+    }
+    lock.lock();
+  }
+}
+
+void MachineRegistry::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stop_) return;
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (store::LeaseId lease = lease_.exchange(0); lease != 0) {
+    store_.RevokeLease(lease).IgnoreError();
+  }
+}
+
+}  // namespace berth::agent

@@ -1,0 +1,69 @@
+// MachineRegistry: announces this machine in the store (machines/<id>) under a lease and
+// keeps the lease alive, so the record vanishes by itself when the agent dies.
+//
+// A background thread sends keep-alives every TTL/3. If the store is unreachable the agent
+// keeps running and keeps trying; if the lease has ended meanwhile (the store expired it, or
+// restarted) the machine registers again under a fresh lease. Stop() revokes the lease so a
+// cleanly stopped machine disappears at once.
+// Thread-safety: Start/Stop from one thread; lease() from any thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "common/clock.h"
+#include "store/keys.h"
+#include "store/store.h"
+
+namespace berth::agent {
+
+struct MachineInfo {
+  std::string id;
+  std::string api_address;  // "127.0.0.1:4680"
+  std::string hostname;
+  std::string os;
+  int cpus = 0;
+  int64_t memory_bytes = 0;
+  std::map<std::string, std::string> meta;
+  std::string version;
+  int64_t started_at_ms = 0;
+
+  nlohmann::json ToJson() const;
+  // Fills hostname, os, cpus and memory from the running system.
+  static MachineInfo FromSystem();
+};
+
+class MachineRegistry {
+ public:
+  MachineRegistry(store::Store& store, store::Keys keys, MachineInfo info,
+                  std::chrono::seconds ttl);
+  ~MachineRegistry();
+
+  // Tries one registration now (its error is returned, e.g. the store is down) and starts the
+  // keep-alive thread either way, which retries until it succeeds.
+  Status Start();
+  void Stop();
+  store::LeaseId lease() const { return lease_.load(); }
+  const MachineInfo& info() const { return info_; }
+
+ private:
+  Status Register();
+  void Loop();
+
+  store::Store& store_;
+  store::Keys keys_;
+  MachineInfo info_;
+  std::chrono::seconds ttl_;
+  std::atomic<store::LeaseId> lease_{0};
+  std::mutex mu_;  // guards stop_
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace berth::agent

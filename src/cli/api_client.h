@@ -1,0 +1,51 @@
+// ApiClient: the CLI's HTTP/1.1 client for an agent's API (Boost.Beast, blocking).
+// The CLI speaks only to this API, never to the store.
+// Thread-safety: one client per thread.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace berth::cli {
+
+struct ApiResponse {
+  int status = 0;
+  std::string body;
+  nlohmann::json json;  // parsed body, or null when it is not JSON
+};
+
+class ApiClient {
+ public:
+  // `address` is "HOST:PORT" or "http://HOST:PORT".
+  explicit ApiClient(std::string address,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+  // Sends one request. Transport failures are kUnavailable naming the address; HTTP error
+  // statuses are returned as a response (see Check()).
+  Result<ApiResponse> Call(const std::string& method, const std::string& target,
+                           const std::string& body = {}, const std::string& content_type = {},
+                           const std::vector<std::pair<std::string, std::string>>& headers = {});
+  // Calls, then turns a non-2xx answer into a Status carrying the API's error message.
+  Result<nlohmann::json> CallJson(
+      const std::string& method, const std::string& target, const std::string& body = {},
+      const std::string& content_type = {},
+      const std::vector<std::pair<std::string, std::string>>& headers = {});
+  // Streams a chunked response, calling on_data for each piece until it returns false or the
+  // server ends the stream.
+  Status Stream(const std::string& target, const std::function<bool(std::string_view)>& on_data);
+
+  const std::string& address() const { return address_; }
+
+ private:
+  std::string address_;
+  std::string host_;
+  std::string port_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace berth::cli

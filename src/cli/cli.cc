@@ -1,0 +1,409 @@
+#include "cli/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "agent/agent.h"
+#include "cli/api_client.h"
+#include "common/version.h"
+
+namespace berth::cli {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kDefaultAddr = "127.0.0.1:4680";
+
+// A plain text table: columns padded to their widest cell.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
+  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void Print(std::ostream& out) const {
+    std::vector<size_t> width;
+    for (const auto& r : rows_) {
+      width.resize(std::max(width.size(), r.size()));
+      for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+    }
+    for (const auto& r : rows_) {
+      std::string line;
+      for (size_t i = 0; i < r.size(); ++i) {
+        line += r[i];
+        if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
+      }
+      out << line << "\n";
+    }
+  }
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+std::string Str(const json& j, const char* key, const std::string& fallback = "-") {
+  if (!j.is_object()) return fallback;
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (it->is_string()) return it->get<std::string>();
+  return it->dump();
+}
+
+std::string FormatTime(const json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key) || !j[key].is_number_integer()) return "-";
+  std::time_t t = static_cast<std::time_t>(j[key].get<int64_t>() / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
+  return std::string(buf) + " UTC";
+}
+
+std::string FormatBytes(int64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+int Fail(const Status& st) {
+  std::cerr << "berth: " << st.message() << "\n";
+  return st.code() == Code::kUnavailable ? 3 : (st.code() == Code::kNotFound ? 4 : 1);
+}
+
+struct Globals {
+  std::string addr = kDefaultAddr;
+  bool json = false;
+};
+
+void PrintJson(const json& j) {
+  std::cout << j.dump(2) << "\n";
+}
+
+std::string UrlEncode(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof(buf), "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  if (path == "-") {
+    std::stringstream ss;
+    ss << std::cin.rdbuf();
+    return ss.str();
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound("cannot read job file " + path + ": " + std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int JobRun(const Globals& g, const std::string& file) {
+  auto text = ReadFile(file);
+  if (!text.ok()) return Fail(text.status());
+  std::string name = file == "-" ? "stdin" : file;
+  bool is_json = file.size() > 5 && file.substr(file.size() - 5) == ".json";
+  ApiClient c(g.addr);
+  auto res =
+      c.CallJson("POST", "/v1/jobs", *text, is_json ? "application/json" : "application/yaml",
+                 {{"X-Berth-Filename", name}});
+  if (!res.ok()) return Fail(res.status());
+  if (g.json) {
+    PrintJson(*res);
+  } else if (res->value("changed", false)) {
+    std::cout << "job " << Str(*res, "name") << ": version " << Str(*res, "version")
+              << " submitted\n";
+  } else {
+    std::cout << "job " << Str(*res, "name") << ": unchanged (version " << Str(*res, "version")
+              << ")\n";
+  }
+  return 0;
+}
+
+int JobLs(const Globals& g) {
+  ApiClient c(g.addr);
+  auto res = c.CallJson("GET", "/v1/jobs");
+  if (!res.ok()) return Fail(res.status());
+  if (g.json) {
+    PrintJson(*res);
+    return 0;
+  }
+  if (res->empty()) {
+    std::cout << "no jobs\n";
+    return 0;
+  }
+  Table t({"NAME", "TYPE", "VERSION", "STATUS", "INSTANCES", "SUBMITTED"});
+  for (const auto& j : *res) {
+    t.Add({Str(j, "name"), Str(j, "type"), Str(j, "version"), Str(j, "status"), Str(j, "instances"),
+           FormatTime(j, "submitted_at")});
+  }
+  t.Print(std::cout);
+  return 0;
+}
+
+int JobStatus(const Globals& g, const std::string& name) {
+  ApiClient c(g.addr);
+  auto res = c.CallJson("GET", "/v1/jobs/" + UrlEncode(name));
+  if (!res.ok()) return Fail(res.status());
+  if (g.json) {
+    PrintJson(*res);
+    return 0;
+  }
+  const json& j = *res;
+  std::cout << "Name:       " << Str(j, "name") << "\n"
+            << "Type:       " << Str(j, "type") << "\n"
+            << "Version:    " << Str(j, "version") << "\n"
+            << "Status:     " << Str(j, "status") << "\n"
+            << "Submitted:  " << FormatTime(j, "submitted_at") << "\n\n";
+  Table groups({"GROUP", "COUNT", "TASKS"});
+  const json& spec = j.contains("spec") ? j["spec"] : json::object();
+  if (spec.contains("groups") && spec["groups"].is_array()) {
+    for (const auto& grp : spec["groups"]) {
+      std::string tasks;
+      if (grp.contains("tasks") && grp["tasks"].is_array()) {
+        for (const auto& t : grp["tasks"]) {
+          if (!tasks.empty()) tasks += ", ";
+          tasks += Str(t, "name") + " (" + Str(t, "driver") + ")";
+        }
+      }
+      groups.Add({Str(grp, "name"), Str(grp, "count", "1"), tasks});
+    }
+  }
+  groups.Print(std::cout);
+  const json& allocs = j.contains("allocations") ? j["allocations"] : json::array();
+  std::cout << "\nAllocations:\n";
+  if (allocs.empty()) {
+    std::cout << "  none\n";
+  } else {
+    Table t({"ID", "GROUP", "MACHINE", "STATE", "HEALTH"});
+    for (const auto& a : allocs) {
+      t.Add({Str(a, "id"), Str(a, "group"), Str(a, "machine"), Str(a, "state"), Str(a, "health")});
+    }
+    t.Print(std::cout);
+  }
+  return 0;
+}
+
+int JobStop(const Globals& g, const std::string& name, bool purge) {
+  ApiClient c(g.addr);
+  auto res = c.CallJson("DELETE", "/v1/jobs/" + UrlEncode(name) + (purge ? "?purge=true" : ""));
+  if (!res.ok()) return Fail(res.status());
+  if (g.json) {
+    PrintJson(*res);
+  } else if (purge) {
+    std::cout << "job " << name << ": purged\n";
+  } else {
+    std::cout << "job " << name << ": stopped (version " << Str(*res, "version") << ")\n";
+  }
+  return 0;
+}
+
+int JobHistory(const Globals& g, const std::string& name) {
+  ApiClient c(g.addr);
+  auto res = c.CallJson("GET", "/v1/jobs/" + UrlEncode(name) + "/versions");
+  if (!res.ok()) return Fail(res.status());
+  if (g.json) {
+    PrintJson(*res);
+    return 0;
+  }
+  Table t({"VERSION", "STATUS", "INSTANCES", "SUBMITTED"});
+  for (const auto& j : *res) {
+    t.Add(
+        {Str(j, "version"), Str(j, "status"), Str(j, "instances"), FormatTime(j, "submitted_at")});
+  }
+  t.Print(std::cout);
+  return 0;
+}
+
+int MachineLs(const Globals& g) {
+  ApiClient c(g.addr);
+  auto res = c.CallJson("GET", "/v1/machines");
+  if (!res.ok()) return Fail(res.status());
+  if (g.json) {
+    PrintJson(*res);
+    return 0;
+  }
+  if (res->empty()) {
+    std::cout << "no machines\n";
+    return 0;
+  }
+  Table t({"ID", "ADDRESS", "STATUS", "CPUS", "MEMORY", "META"});
+  for (const auto& m : *res) {
+    std::string meta;
+    if (m.contains("meta") && m["meta"].is_object()) {
+      for (const auto& [k, v] : m["meta"].items()) {
+        if (!meta.empty()) meta += ",";
+        meta += k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+      }
+    }
+    int64_t mem = m.value("memory_bytes", int64_t{0});
+    t.Add({Str(m, "id"), Str(m, "address"), Str(m, "status"), Str(m, "cpus"), FormatBytes(mem),
+           meta.empty() ? "-" : meta});
+  }
+  t.Print(std::cout);
+  return 0;
+}
+
+int Events(const Globals& g, const std::string& index, const std::string& topic) {
+  ApiClient c(g.addr);
+  std::string target = "/v1/events";
+  std::string sep = "?";
+  if (!index.empty()) {
+    target += sep + "index=" + UrlEncode(index);
+    sep = "&";
+  }
+  if (!topic.empty()) target += sep + "topic=" + UrlEncode(topic);
+  Status st = c.Stream(target, [](std::string_view data) {
+    std::cout << data << std::flush;
+    return true;
+  });
+  if (!st.ok()) return Fail(st);
+  return 0;
+}
+
+int VersionCmd(const Globals& g, bool json_out) {
+  json out = {{"client", Version()}};
+  ApiClient c(g.addr, std::chrono::milliseconds(1500));
+  auto res = c.CallJson("GET", "/v1/version");
+  if (res.ok()) out["agent"] = Str(*res, "version");
+  if (json_out) {
+    PrintJson(out);
+  } else {
+    std::cout << "berth " << Version() << "\n";
+    if (res.ok()) std::cout << "agent at " << g.addr << ": berth " << Str(*res, "version") << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  CLI::App app{"berth: one binary for a container cluster (store, scheduler, router, secrets)",
+               "berth"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("berth ") + Version());
+  Globals g;
+  if (const char* env = std::getenv("BERTH_ADDR"); env != nullptr && *env != '\0') g.addr = env;
+  app.add_option("--addr", g.addr, "agent API address HOST:PORT (env BERTH_ADDR)")
+      ->capture_default_str();
+  int rc = 0;
+
+  // berth agent
+  agent::AgentOptions ao;
+  std::vector<std::string> meta;
+  int machine_ttl = 10;
+  auto* agent_cmd = app.add_subcommand("agent", "run the berth agent on this machine");
+  agent_cmd->add_flag("--dev", ao.dev,
+                      "embedded store, everything in one process, loopback only, no auth");
+  agent_cmd->add_option("--store", ao.store_url,
+                        "etcd://HOST:PORT[,HOST:PORT...] | embedded:DIR (default: embedded in "
+                        "the data dir)");
+  agent_cmd->add_option("--store-cacert", ao.store_tls.ca_file, "CA bundle for etcd TLS");
+  agent_cmd->add_option("--store-cert", ao.store_tls.cert_file, "client certificate for etcd");
+  agent_cmd->add_option("--store-key", ao.store_tls.key_file, "client key for etcd");
+  agent_cmd->add_option("--data-dir", ao.data_dir,
+                        "state directory (default /var/lib/berth; "
+                        ".berth-dev with --dev)");
+  agent_cmd->add_option("--api", ao.api_address, "API listen address ADDR:PORT")
+      ->capture_default_str();
+  agent_cmd->add_option("--machine-id", ao.machine_id, "this machine's id");
+  agent_cmd->add_option("--meta", meta, "machine metadata key=value (repeatable)");
+  agent_cmd->add_option("--machine-ttl", machine_ttl, "machine lease TTL in seconds")
+      ->capture_default_str();
+  agent_cmd->add_option("--prefix", ao.key_prefix, "key prefix in the store")
+      ->capture_default_str();
+  agent_cmd->callback([&] {
+    for (const auto& kv : meta) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        throw CLI::ValidationError("--meta", "expected key=value, got \"" + kv + "\"");
+      }
+      ao.meta[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    ao.machine_ttl = std::chrono::seconds(machine_ttl);
+    rc = agent::RunAgent(ao, Version());
+  });
+
+  // berth job ...
+  auto* job = app.add_subcommand("job", "submit, list, inspect and stop jobs");
+  job->require_subcommand(1);
+  auto add_json = [&](CLI::App* cmd) { cmd->add_flag("--json", g.json, "print JSON"); };
+  std::string file;
+  auto* run = job->add_subcommand("run", "submit a job file (YAML, or JSON by .json)");
+  run->add_option("FILE", file, "job file, or - for stdin")->required();
+  add_json(run);
+  run->callback([&] { rc = JobRun(g, file); });
+  auto* ls = job->add_subcommand("ls", "list jobs");
+  add_json(ls);
+  ls->callback([&] { rc = JobLs(g); });
+  std::string name;
+  auto* status = job->add_subcommand("status", "show a job and its allocations");
+  status->add_option("NAME", name)->required();
+  add_json(status);
+  status->callback([&] { rc = JobStatus(g, name); });
+  bool purge = false;
+  auto* stop = job->add_subcommand("stop", "stop a job (--purge: delete it and its history)");
+  stop->add_option("NAME", name)->required();
+  stop->add_flag("--purge", purge, "delete the job and its history");
+  add_json(stop);
+  stop->callback([&] { rc = JobStop(g, name, purge); });
+  auto* history = job->add_subcommand("history", "list a job's versions");
+  history->add_option("NAME", name)->required();
+  add_json(history);
+  history->callback([&] { rc = JobHistory(g, name); });
+
+  // berth machine ...
+  auto* machine = app.add_subcommand("machine", "machines in the cluster");
+  machine->require_subcommand(1);
+  auto* mls = machine->add_subcommand("ls", "list machines");
+  add_json(mls);
+  mls->callback([&] { rc = MachineLs(g); });
+
+  // berth events
+  std::string index;
+  std::string topic;
+  auto* events = app.add_subcommand("events", "stream cluster changes (one JSON per line)");
+  events->add_option("--index", index, "start at this store revision");
+  events->add_option("--topic", topic, "only this topic: jobs, machines, ...");
+  events->callback([&] { rc = Events(g, index, topic); });
+
+  // berth version
+  bool version_json = false;
+  auto* version = app.add_subcommand("version", "print the version");
+  version->add_flag("--json", version_json, "print JSON");
+  version->callback([&] { rc = VersionCmd(g, version_json); });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "berth: " << e.what() << " (see berth --help)\n";
+    return 2;
+  }
+  return rc;
+}
+
+}  // namespace berth::cli
