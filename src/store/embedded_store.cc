@@ -1122,10 +1122,9 @@ Status EmbeddedStore::Compact(int64_t revision) {
   return impl_
       ->Submit([&](Impl::OpCtx&) -> Status {
         Impl& s = *impl_;
-        if (revision <= s.compacted) {
-          return Compacted("embedded store: revision " + std::to_string(revision) +
-                           " has been compacted");
-        }
+        // At or below the compaction point there is nothing left to do: not an error (etcd
+        // itself answers ErrCompacted, which EtcdStore also maps to success).
+        if (revision <= s.compacted) return Status::Ok();
         if (revision > s.revision) {
           return InvalidArgument("embedded store: compact revision " + std::to_string(revision) +
                                  " is in the future (current " + std::to_string(s.revision) + ")");
