@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds berth's libFuzzer targets with clang in build-fuzz/ and runs each for SECONDS
+# (default 60) on a scratch copy of its seed corpus (fuzz/corpus/<name>/), so the repository is
+# not touched. Crash inputs land in build-fuzz/artifacts/<fuzzer>/. Exits non-zero if any
+# fuzzer finds a crash, a leak or a timeout.
+#   scripts/fuzz.sh [SECONDS] [FUZZER...]     e.g. scripts/fuzz.sh 300 job_parser_fuzz
+set -euo pipefail
+
+SECONDS_PER_FUZZER=${1:-60}
+shift || true
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD="$ROOT/build-fuzz"
+
+cmake -S "$ROOT" -B "$BUILD" -G Ninja -DBERTH_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+
+if (($# > 0)); then
+  FUZZERS=("$@")
+else
+  mapfile -t FUZZERS < <(grep -v '^$' "$BUILD/fuzzers.txt")
+fi
+# Only the fuzz targets (and the libraries they need) are built: the rest of the tree is not
+# required to compile under clang with sanitizers.
+cmake --build "$BUILD" -j"$(nproc)" --target "${FUZZERS[@]}"
+
+status=0
+for fuzzer in "${FUZZERS[@]}"; do
+  seeds="$ROOT/fuzz/corpus/${fuzzer%_fuzz}"
+  work=$(mktemp -d)
+  if [[ -d "$seeds" ]]; then cp -r "$seeds/." "$work/"; fi
+  artifacts="$BUILD/artifacts/$fuzzer"
+  mkdir -p "$artifacts"
+  echo "fuzz.sh: running $fuzzer for ${SECONDS_PER_FUZZER}s"
+  if ! "$BUILD/fuzz/$fuzzer" "$work" -max_total_time="$SECONDS_PER_FUZZER" -timeout=10 \
+      -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+      -artifact_prefix="$artifacts/" 2>"$artifacts/log.txt"; then
+    echo "fuzz.sh: $fuzzer FAILED; see $artifacts/log.txt and the crash-* files beside it" >&2
+    tail -n 40 "$artifacts/log.txt" >&2
+    status=1
+  else
+    grep -E '^(stat::number_of_executed_units|stat::new_units_added|Done)' "$artifacts/log.txt" \
+      || true
+  fi
+  rm -rf "$work"
+done
+exit $status

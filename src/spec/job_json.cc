@@ -1,0 +1,116 @@
+#include "spec/job_json.h"
+
+#include "spec/document.h"
+#include "spec/job_parser.h"
+
+namespace berth::spec {
+namespace {
+
+using nlohmann::json;
+
+json ConstraintsToJson(const std::vector<Constraint>& constraints) {
+  json out = json::array();
+  for (const Constraint& c : constraints) {
+    json j = {{"operator", ConstraintOperatorName(c.op)}};
+    if (!c.attribute.empty()) j["attribute"] = c.attribute;
+    if (!c.value.empty()) j["value"] = c.value;
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+json TaskToJson(const Task& t) {
+  json j = {
+      {"name", t.name},
+      {"driver", DriverKindName(t.driver)},
+      {"args", t.args},
+      {"env", t.env},
+      {"resources", {{"cpu", t.resources.cpu}, {"memory", FormatSize(t.resources.memory_bytes)}}},
+      {"constraints", ConstraintsToJson(t.constraints)},
+      {"kill_timeout", FormatDuration(t.kill_timeout)},
+      {"labels", t.labels},
+  };
+  if (!t.image.empty()) j["image"] = t.image;
+  if (!t.command.empty()) j["command"] = t.command;
+  if (!t.workdir.empty()) j["workdir"] = t.workdir;
+  json ports = json::array();
+  for (const Port& p : t.ports) {
+    json pj = {{"name", p.name}};
+    if (p.to != 0) pj["to"] = p.to;
+    if (p.static_port != 0) pj["static"] = p.static_port;
+    ports.push_back(std::move(pj));
+  }
+  j["ports"] = std::move(ports);
+  if (t.health) {
+    const HealthCheck& h = *t.health;
+    json hj = {
+        {"type", HealthCheckTypeName(h.type)},          {"interval", FormatDuration(h.interval)},
+        {"timeout", FormatDuration(h.timeout)},         {"healthy_threshold", h.healthy_threshold},
+        {"unhealthy_threshold", h.unhealthy_threshold},
+    };
+    if (!h.port.empty()) hj["port"] = h.port;
+    if (!h.path.empty()) hj["path"] = h.path;
+    if (!h.command.empty()) hj["command"] = h.command;
+    j["health"] = std::move(hj);
+  }
+  if (t.route) {
+    j["route"] = {
+        {"hosts", t.route->hosts},
+        {"port", t.route->port},
+        {"path_prefix", t.route->path_prefix},
+    };
+  }
+  json volumes = json::array();
+  for (const Volume& v : t.volumes) {
+    volumes.push_back({{"source", v.source}, {"target", v.target}, {"read_only", v.read_only}});
+  }
+  j["volumes"] = std::move(volumes);
+  return j;
+}
+
+}  // namespace
+
+json JobToJson(const Job& job) {
+  json groups = json::array();
+  for (const Group& g : job.groups) {
+    json tasks = json::array();
+    for (const Task& t : g.tasks) tasks.push_back(TaskToJson(t));
+    groups.push_back({
+        {"name", g.name},
+        {"count", g.count},
+        {"restart",
+         {
+             {"attempts", g.restart.attempts},
+             {"interval", FormatDuration(g.restart.interval)},
+             {"delay", FormatDuration(g.restart.delay)},
+             {"max_delay", FormatDuration(g.restart.max_delay)},
+             {"mode", RestartModeName(g.restart.mode)},
+         }},
+        {"constraints", ConstraintsToJson(g.constraints)},
+        {"tasks", std::move(tasks)},
+    });
+  }
+  return {
+      {"name", job.name},
+      {"type", JobTypeName(job.type)},
+      {"priority", job.priority},
+      {"datacenters", job.datacenters},
+      {"constraints", ConstraintsToJson(job.constraints)},
+      {"update",
+       {
+           {"max_parallel", job.update.max_parallel},
+           {"min_healthy_time", FormatDuration(job.update.min_healthy_time)},
+           {"healthy_deadline", FormatDuration(job.update.healthy_deadline)},
+           {"auto_revert", job.update.auto_revert},
+       }},
+      {"groups", std::move(groups)},
+      {"version", job.version},
+  };
+}
+
+Result<Job> JobFromJson(const json& value, std::string_view source) {
+  BERTH_ASSIGN_OR_RETURN(DocNode root, DocumentFromJson(value, source));
+  return DecodeJob(root, source);
+}
+
+}  // namespace berth::spec
