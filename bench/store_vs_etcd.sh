@@ -62,6 +62,7 @@ for _ in $(seq 1 100); do
 done
 
 mkdir -p "$WORK/embedded"
+LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
 TABLE="$("$BUILD_DIR/bench/berth_store_bench" --embedded="$WORK/embedded/store.db" \
   --etcd="127.0.0.1:$CLIENT_PORT" "$@")"
 
@@ -77,7 +78,8 @@ SECTION="$WORK/section.md"
   echo "## Store: embedded vs etcd"
   echo
   echo "Run on $(date -u +%Y-%m-%d) on $(nproc) cores ($(uname -m)), etcd $("$ETCD" --version | head -1 | awk '{print $3}'),"
-  echo "both on the same local disk with fsync on every commit. Command: \`$COMMAND\`"
+  echo "both on the same local disk with fsync on every commit; load average before the run: $LOAD."
+  echo "Command: \`$COMMAND\`"
   echo
   echo "Watch delivery is measured from issuing a Put to the watch callback receiving its event,"
   echo "so it includes the write's own commit (the put latency rows)."

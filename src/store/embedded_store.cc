@@ -427,6 +427,12 @@ struct EmbeddedStore::Impl {
     expiry_cv.notify_all();
     if (expiry_thread.joinable()) expiry_thread.join();
     if (hub) hub->Shutdown();
+    {
+      std::lock_guard lk(checkpoint_mu);
+      checkpoint_stop = true;
+    }
+    checkpoint_cv.notify_all();
+    if (checkpoint_thread.joinable()) checkpoint_thread.join();
   }
 
   Status Init() {
@@ -434,6 +440,16 @@ struct EmbeddedStore::Impl {
     BERTH_RETURN_IF_ERROR(writer->Open(options.path, options.sync, /*writer=*/true));
     std::lock_guard wl(write_mu);
     BERTH_RETURN_IF_ERROR(ReloadState(/*fresh=*/true));
+    if (!options.path.empty()) {
+      // Checkpoints (copying the WAL back into the database, with its own fsync) run on a
+      // connection of their own in the background, never inside a writer's commit: a commit
+      // costs one WAL append and one fsync, with no periodic multi-millisecond stall.
+      checkpointer = std::make_unique<Conn>();
+      BERTH_RETURN_IF_ERROR(checkpointer->Open(options.path, options.sync, /*writer=*/false));
+      BERTH_RETURN_IF_ERROR(writer->Exec("PRAGMA wal_autocheckpoint=0;"));
+      sqlite3_wal_hook(writer->db(), &Impl::OnWalCommit, this);
+      checkpoint_thread = std::thread([this] { CheckpointLoop(); });
+    }
     hub = std::make_shared<WatchHub>();
     hub->Start();
     if (options.expiry_thread) {
@@ -921,6 +937,36 @@ struct EmbeddedStore::Impl {
     return Status::Ok();
   }
 
+  // --- checkpoints ---------------------------------------------------------------------------
+
+  // SQLite calls this after each commit on the writer, with the WAL's size in pages.
+  static int OnWalCommit(void* arg, sqlite3* /*db*/, const char* /*name*/, int pages) {
+    auto* self = static_cast<Impl*>(arg);
+    if (pages >= kCheckpointPages) {
+      {
+        std::lock_guard lk(self->checkpoint_mu);
+        self->checkpoint_wanted = true;
+      }
+      self->checkpoint_cv.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+  void CheckpointLoop() {
+    std::unique_lock lk(checkpoint_mu);
+    while (true) {
+      checkpoint_cv.wait(lk, [&] { return checkpoint_stop || checkpoint_wanted; });
+      if (checkpoint_stop) return;
+      checkpoint_wanted = false;
+      lk.unlock();
+      // PASSIVE: never blocks readers or the writer; whatever it cannot copy now is copied
+      // next time. Once the whole log is copied, the writer starts the WAL file over.
+      sqlite3_wal_checkpoint_v2(checkpointer->db(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                nullptr);
+      lk.lock();
+    }
+  }
+
   // --- leases ------------------------------------------------------------------------------
 
   int ExpireLeases() {
@@ -985,6 +1031,14 @@ struct EmbeddedStore::Impl {
   std::vector<std::unique_ptr<Conn>> readers;
 
   std::shared_ptr<WatchHub> hub;
+
+  static constexpr int kCheckpointPages = 1000;  // SQLite's own auto-checkpoint default
+  std::unique_ptr<Conn> checkpointer;            // used by checkpoint_thread only
+  std::mutex checkpoint_mu;
+  std::condition_variable checkpoint_cv;
+  bool checkpoint_wanted = false;  // guarded by checkpoint_mu
+  bool checkpoint_stop = false;    // guarded by checkpoint_mu
+  std::thread checkpoint_thread;
 
   std::mutex expiry_mu;
   std::condition_variable expiry_cv;

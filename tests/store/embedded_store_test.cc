@@ -181,6 +181,36 @@ TEST(EmbeddedStoreTest, RestartKeepsDataRevisionAndLeasesWithFreshTtl) {
   EXPECT_GT(*l2, lease);
 }
 
+TEST(EmbeddedStoreTest, ManyPagesThroughBackgroundCheckpointsSurviveReopen) {
+  TempDir dir;
+  const std::string value(2000, 'x');  // ~1 page per put: many checkpoint rounds
+  constexpr int kPuts = 3000;
+  int64_t last = 0;
+  {
+    auto s = OpenOrDie(dir.File("store.db"), SystemClock::Shared(), /*sync=*/false);
+    ASSERT_NE(s, nullptr);
+    for (int i = 0; i < kPuts; ++i) {
+      auto r = s->Put("/big/" + std::to_string(i % 500), value + std::to_string(i));
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      last = *r;
+    }
+    ASSERT_TRUE(s->Compact(last - 10).ok());
+  }
+  auto s = OpenOrDie(dir.File("store.db"));
+  ASSERT_NE(s, nullptr);
+  auto r = s->Range("/big/");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->revision, last);
+  EXPECT_EQ(r->count, 500);
+  EXPECT_EQ(s->Get("/big/499")->value().value, value + std::to_string(kPuts - 1));
+  EXPECT_EQ(s->Get("/big/499")->value().version, kPuts / 500);
+  Collector c;
+  auto w = s->Watch("/big/", last - 10, c.Callback());
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(c.WaitUntil([&](auto& rs) { return LastRevision(rs) == last; }));
+  EXPECT_EQ(c.Revisions().size(), 11u);
+}
+
 TEST(EmbeddedStoreTest, HistorySurvivesRestartForWatchReplay) {
   TempDir dir;
   {
