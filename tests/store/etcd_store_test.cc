@@ -12,7 +12,9 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <functional>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "store_test_util.h"
@@ -143,6 +145,7 @@ TEST(EtcdStoreFailoverTest, SkipsADeadEndpoint) {
 // The 3-member cluster loses the member the client (and its watch) talks to, while a writer
 // keeps writing and a keep-alive loop keeps a lease. The watch must deliver exactly the history
 // (checked against a replay from the same start revision), and every keep-alive must succeed.
+// Members are killed and restarted through $BERTH_TEST_ETCD_CTL (scripts/etcd-test-cluster.sh).
 class EtcdClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -164,6 +167,8 @@ class EtcdClusterTest : public ::testing::Test {
     return ok;
   }
 
+  void WriteThrough(int writes, const std::function<void(int)>& disrupt);
+
   StorePtr Open() {
     EtcdOptions options;
     options.endpoints = testing::SplitComma(endpoints_);
@@ -178,7 +183,9 @@ class EtcdClusterTest : public ::testing::Test {
   int killed_ = 0;
 };
 
-TEST_F(EtcdClusterTest, WatchAndKeepAliveSurviveMemberDeath) {
+// Writes `writes` keys under a lease while a watch and a keep-alive loop run; before write i,
+// `disrupt(i)` may kill or restart members. Then checks the watch against a replay.
+void EtcdClusterTest::WriteThrough(int writes, const std::function<void(int)>& disrupt) {
   StorePtr store = Open();
   ASSERT_NE(store, nullptr);
   const std::string prefix = UniquePrefix(TestName());
@@ -226,15 +233,12 @@ TEST_F(EtcdClusterTest, WatchAndKeepAliveSurviveMemberDeath) {
 
   // Writes are at-most-once: one in flight when the member dies may fail (it may or may not
   // have been applied), and is then written again. The history replay below is the judge.
-  constexpr int kWrites = 60;
   std::vector<int64_t> acknowledged;
   int write_errors = 0;
-  for (int i = 0; i < kWrites; ++i) {
-    if (i == kWrites / 3) {
-      // Member 1 is the first endpoint: the store and its watch talk to it.
-      ASSERT_TRUE(Ctl("kill-member", 1));
-      killed = true;
-    }
+  for (int i = 0; i < writes; ++i) {
+    disrupt(i);
+    if (::testing::Test::HasFatalFailure()) return;
+    if (killed_ != 0) killed = true;
     std::string key = prefix + "k" + std::to_string(i % 7);
     for (int attempt = 0;; ++attempt) {
       auto put = store->Put(key, std::to_string(i), *lease);
@@ -289,17 +293,51 @@ TEST_F(EtcdClusterTest, WatchAndKeepAliveSurviveMemberDeath) {
   EXPECT_EQ(ttl->count(), 10);
   ::testing::Test::RecordProperty("write_errors", write_errors);
 
-  // The member comes back and catches up.
-  ASSERT_TRUE(Ctl("start-member", 1));
-  EtcdOptions only_member1;
-  only_member1.endpoints = {testing::SplitComma(endpoints_).front()};
-  auto member1 = OpenEtcdStore(only_member1);
-  ASSERT_TRUE(member1.ok());
-  ASSERT_TRUE(Eventually([&] {
-    auto kv = (*member1)->Get(prefix + "end");
-    return kv.ok() && kv->has_value();
-  }));
+  // A dead member comes back and catches up.
+  if (killed_ != 0) {
+    int member = killed_;
+    ASSERT_TRUE(Ctl("start-member", member));
+    EtcdOptions only_member;
+    only_member.endpoints = {testing::SplitComma(endpoints_).at(static_cast<size_t>(member - 1))};
+    auto restarted = OpenEtcdStore(only_member);
+    ASSERT_TRUE(restarted.ok());
+    ASSERT_TRUE(Eventually([&] {
+      auto kv = (*restarted)->Get(prefix + "end");
+      return kv.ok() && kv->has_value();
+    }));
+  }
   EXPECT_TRUE(store->RevokeLease(*lease).ok());
+}
+
+// Member 1 is the first endpoint: the store, its watch and its keep-alives talk to it.
+TEST_F(EtcdClusterTest, WatchAndKeepAliveSurviveMemberDeath) {
+  WriteThrough(60, [&](int i) {
+    if (i == 20) {
+      ASSERT_TRUE(Ctl("kill-member", 1));
+    }
+  });
+}
+
+// Each member dies in turn (so the leader dies too), each time the one the client has just
+// failed over to; the previous one is restarted first so the cluster keeps its quorum.
+TEST_F(EtcdClusterTest, SurvivesEachMemberDyingInTurn) {
+  WriteThrough(120, [&](int i) {
+    if (i == 15) {
+      ASSERT_TRUE(Ctl("kill-member", 1));
+    }
+    if (i == 35) {
+      ASSERT_TRUE(Ctl("start-member", 1));
+    }
+    if (i == 45) {
+      ASSERT_TRUE(Ctl("kill-member", 2));
+    }
+    if (i == 65) {
+      ASSERT_TRUE(Ctl("start-member", 2));
+    }
+    if (i == 75) {
+      ASSERT_TRUE(Ctl("kill-member", 3));
+    }
+  });
 }
 
 }  // namespace
