@@ -2,10 +2,15 @@
 
 #include <algorithm>
 #include <exception>
+#include <map>
 #include <set>
+#include <sstream>
 #include <utility>
 
-#include <yaml-cpp/yaml.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/exceptions.h>
+#include <yaml-cpp/mark.h>
+#include <yaml-cpp/parser.h>
 
 namespace berth::spec {
 namespace {
@@ -60,75 +65,150 @@ Mark FromYamlMark(const YAML::Mark& m) {
   return {m.line + 1, m.column + 1};
 }
 
-// Converts a yaml-cpp node graph. The graph can share nodes (aliases) and even contain cycles
-// ("&a [*a]"), so depth and node count are bounded here rather than trusted.
-class YamlConverter {
+// Builds a DocNode straight from yaml-cpp's parse events. yaml-cpp's own node graph is not used:
+// YAML::LoadAll can loop forever on some malformed input (found by fuzzing), and the graph
+// shares aliased nodes, so each alias would have to be bounded anyway. Here an alias is a copy
+// charged to the node and byte budgets, an alias to an anchor still open (a cycle, "&a [*a]")
+// is an error, and nesting stops at kMaxDocumentDepth long before yaml-cpp's own limit.
+class YamlTreeBuilder : public YAML::EventHandler {
  public:
-  explicit YamlConverter(std::string_view source) : source_(source) {}
+  // Thrown through yaml-cpp's parser and caught in DocumentFromYaml.
+  struct BuildError {
+    Status status;
+  };
 
-  Status Convert(const YAML::Node& node, const std::string& path, int depth, DocNode* out) {
-    out->mark = FromYamlMark(node.Mark());
-    if (depth > kMaxDocumentDepth) {
-      return DocumentError(source_, out->mark, path, "nesting too deep");
-    }
-    if (++nodes_ > kMaxDocumentNodes) {
-      return DocumentError(source_, out->mark, path,
-                           "document too large (too many nodes, or aliases expanding to them)");
-    }
-    switch (node.Type()) {
-      case YAML::NodeType::Undefined:
-      case YAML::NodeType::Null:
-        out->kind = DocNode::Kind::kNull;
-        return Status::Ok();
-      case YAML::NodeType::Scalar: {
-        out->kind = DocNode::Kind::kScalar;
-        out->scalar = node.Scalar();
-        // yaml-cpp tags a quoted or block scalar "!" and a plain one "?".
-        out->quoted = node.Tag() == "!" || node.Tag() == "tag:yaml.org,2002:str";
-        if (!ValidUtf8(out->scalar)) {
-          return DocumentError(source_, out->mark, path, "invalid UTF-8");
-        }
-        return Status::Ok();
-      }
-      case YAML::NodeType::Sequence: {
-        out->kind = DocNode::Kind::kSequence;
-        size_t i = 0;
-        for (const YAML::Node& item : node) {
-          out->children.emplace_back();
-          BERTH_RETURN_IF_ERROR(
-              Convert(item, IndexPath(path, i), depth + 1, &out->children.back()));
-          ++i;
-        }
-        return Status::Ok();
-      }
-      case YAML::NodeType::Map: {
-        out->kind = DocNode::Kind::kMap;
-        std::set<std::string, std::less<>> seen;
-        for (const auto& kv : node) {
-          Mark key_mark = FromYamlMark(kv.first.Mark());
-          if (!kv.first.IsScalar()) {
-            return DocumentError(source_, key_mark, path, "map keys must be plain strings");
-          }
-          const std::string& key = kv.first.Scalar();
-          if (!ValidUtf8(key)) return DocumentError(source_, key_mark, path, "invalid UTF-8 key");
-          if (!seen.insert(key).second) {
-            return DocumentError(source_, key_mark, KeyPath(path, key), "duplicate key");
-          }
-          out->keys.push_back(key);
-          out->key_marks.push_back(key_mark);
-          out->children.emplace_back();
-          BERTH_RETURN_IF_ERROR(
-              Convert(kv.second, KeyPath(path, key), depth + 1, &out->children.back()));
-        }
-        return Status::Ok();
-      }
-    }
-    return DocumentError(source_, out->mark, path, "unsupported YAML node");
+  explicit YamlTreeBuilder(std::string_view source) : source_(source) {}
+
+  bool has_root() const { return has_root_; }
+  Mark document_mark() const { return document_mark_; }
+  DocNode TakeRoot() { return std::move(root_); }
+
+  void OnDocumentStart(const YAML::Mark& mark) override { document_mark_ = FromYamlMark(mark); }
+  void OnDocumentEnd() override {}
+
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    DocNode n;
+    n.mark = FromYamlMark(mark);
+    Add(std::move(n), anchor);
   }
 
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = anchors_.find(anchor);
+    if (it == anchors_.end()) {
+      Fail(FromYamlMark(mark), "an alias may not refer to an enclosing anchor");
+    }
+    Charge(FromYamlMark(mark), it->second.nodes, it->second.bytes);
+    DocNode copy = it->second.node;
+    Add(std::move(copy), YAML::NullAnchor, /*charged=*/true);
+  }
+
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    DocNode n;
+    n.kind = DocNode::Kind::kScalar;
+    n.mark = FromYamlMark(mark);
+    n.scalar = value;
+    // yaml-cpp tags a quoted or block scalar "!" and a plain one "?".
+    n.quoted = tag == "!" || tag == "tag:yaml.org,2002:str";
+    if (!ValidUtf8(n.scalar)) Fail(n.mark, "invalid UTF-8");
+    Add(std::move(n), anchor);
+  }
+
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value /*style*/) override {
+    Open(DocNode::Kind::kSequence, FromYamlMark(mark), anchor);
+  }
+  void OnSequenceEnd() override { Close(); }
+
+  void OnMapStart(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value /*style*/) override {
+    Open(DocNode::Kind::kMap, FromYamlMark(mark), anchor);
+  }
+  void OnMapEnd() override { Close(); }
+
  private:
+  struct Open_ {
+    DocNode node;  // a map collects key, value, key, value... in children until it closes
+    YAML::anchor_t anchor;
+  };
+  struct Anchored {
+    DocNode node;
+    size_t nodes;
+    size_t bytes;
+  };
+
+  [[noreturn]] void Fail(Mark mark, std::string_view message) {
+    throw BuildError{DocumentError(source_, mark, "", message)};
+  }
+
+  void Charge(Mark mark, size_t nodes, size_t bytes) {
+    nodes_ += nodes;
+    bytes_ += bytes;
+    if (nodes_ > kMaxDocumentNodes || bytes_ > kMaxDocumentTextBytes) {
+      Fail(mark, "document too large (too many nodes, or aliases expanding to them)");
+    }
+  }
+
+  static void Measure(const DocNode& n, size_t* nodes, size_t* bytes) {
+    *nodes += 1;
+    *bytes += n.scalar.size();
+    for (const std::string& k : n.keys) *bytes += k.size();
+    for (const DocNode& c : n.children) Measure(c, nodes, bytes);
+  }
+
+  void Open(DocNode::Kind kind, Mark mark, YAML::anchor_t anchor) {
+    if (static_cast<int>(open_.size()) >= kMaxDocumentDepth) Fail(mark, "nesting too deep");
+    Charge(mark, 1, 0);
+    open_.push_back({DocNode{}, anchor});
+    open_.back().node.kind = kind;
+    open_.back().node.mark = mark;
+  }
+
+  void Close() {
+    Open_ done = std::move(open_.back());
+    open_.pop_back();
+    DocNode& n = done.node;
+    if (n.kind == DocNode::Kind::kMap) {
+      std::vector<DocNode> flat = std::move(n.children);
+      n.children.clear();
+      std::set<std::string, std::less<>> seen;
+      for (size_t i = 0; i + 1 < flat.size(); i += 2) {
+        DocNode& key = flat[i];
+        if (key.kind != DocNode::Kind::kScalar) Fail(key.mark, "map keys must be plain strings");
+        if (!seen.insert(key.scalar).second) {
+          throw BuildError{DocumentError(source_, key.mark, key.scalar, "duplicate key")};
+        }
+        n.keys.push_back(std::move(key.scalar));
+        n.key_marks.push_back(key.mark);
+        n.children.push_back(std::move(flat[i + 1]));
+      }
+    }
+    Add(std::move(n), done.anchor, /*charged=*/true);
+  }
+
+  void Add(DocNode&& n, YAML::anchor_t anchor, bool charged = false) {
+    if (!charged) Charge(n.mark, 1, n.scalar.size());
+    if (anchor != YAML::NullAnchor) {
+      Anchored a{n, 0, 0};
+      Measure(a.node, &a.nodes, &a.bytes);
+      anchors_[anchor] = std::move(a);
+    }
+    if (open_.empty()) {
+      root_ = std::move(n);
+      has_root_ = true;
+    } else {
+      open_.back().node.children.push_back(std::move(n));
+    }
+  }
+
   std::string_view source_;
+  std::vector<Open_> open_;
+  std::map<YAML::anchor_t, Anchored> anchors_;
+  DocNode root_;
+  bool has_root_ = false;
+  Mark document_mark_;
   size_t nodes_ = 0;
+  size_t bytes_ = 0;
 };
 
 // Builds a DocNode straight from nlohmann's SAX events: no intermediate DOM, nesting and size
@@ -342,16 +422,21 @@ Result<DocNode> DocumentFromYaml(std::string_view text, std::string_view source)
   }
   // yaml-cpp throws on syntax errors (and, defensively, anything else): nothing escapes.
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-    if (docs.size() > 1) {
-      return DocumentError(source, FromYamlMark(docs[1].Mark()), "",
-                           "expected one YAML document, found " + std::to_string(docs.size()));
+    std::istringstream in{std::string(text)};
+    YAML::Parser parser(in);
+    YamlTreeBuilder builder(source);
+    if (!parser.HandleNextDocument(builder) || !builder.has_root()) return DocNode{};
+    DocNode root = builder.TakeRoot();
+    // One more call, never a loop: a second document is an error, and LoadAll's loop is what
+    // never ends on some malformed input.
+    YamlTreeBuilder rest(source);
+    if (parser.HandleNextDocument(rest)) {
+      return DocumentError(source, rest.document_mark(), "",
+                           "expected one YAML document, found more");
     }
-    DocNode root;
-    if (docs.empty()) return root;  // an empty file: a null document
-    YamlConverter converter(source);
-    BERTH_RETURN_IF_ERROR(converter.Convert(docs[0], "", 0, &root));
     return root;
+  } catch (const YamlTreeBuilder::BuildError& e) {
+    return e.status;
   } catch (const YAML::Exception& e) {
     return DocumentError(source, FromYamlMark(e.mark), "", "YAML syntax error: " + e.msg);
   } catch (const std::exception& e) {

@@ -42,6 +42,8 @@ struct DocNode {
 inline constexpr size_t kMaxDocumentBytes = 1 << 20;
 inline constexpr int kMaxDocumentDepth = 32;
 inline constexpr size_t kMaxDocumentNodes = 200'000;
+// Text held by the tree: bounds what aliases can copy.
+inline constexpr size_t kMaxDocumentTextBytes = 8 << 20;
 
 // Parses one YAML document. Errors: kTooLarge above kMaxDocumentBytes; kInvalidArgument for
 // syntax errors ("<source>:<line>:<col>: ..."), several documents, non-scalar or duplicate map

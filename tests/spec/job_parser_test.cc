@@ -478,9 +478,11 @@ const ErrorCase kErrorCases[] = {
     // YAML itself.
     {"name: [web\n", "web.yml:2:1", "YAML syntax error"},
     {"name: web\n  bad: indent\n", "web.yml:2:6", "YAML syntax error"},
-    {"a: 1\n---\nb: 2\n", "web.yml:3:1", "expected one YAML document, found 2"},
+    {"a: 1\n---\nb: 2\n", "web.yml:2:1", "expected one YAML document, found more"},
     {"name: web\n? [a]\n: b\n", "web.yml:2:3", "map keys must be plain strings"},
-    {"&a [*a]\n", "web.yml:1:", "nesting too deep"},
+    {"&a [*a]\n", "web.yml:1:5", "an alias may not refer to an enclosing anchor"},
+    {"name: web\ngroups: [*nowhere]\n", "web.yml:2:10",
+     "YAML syntax error: the referenced anchor is not defined"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Errors, JobParserErrorTest, ::testing::ValuesIn(kErrorCases));
@@ -516,6 +518,23 @@ TEST(JobParserTest, BoundsAliasExpansion) {
   Result<Job> r = ParseJobYaml(yaml, "bomb.yml");
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("too large"));
+}
+
+TEST(JobParserTest, BoundsAliasedText) {
+  // Few nodes, but each alias would copy a 512 KiB string.
+  std::string yaml = "a: &s \"" + std::string(512 << 10, 'x') + "\"\nb: [*s";
+  for (int i = 0; i < 40; ++i) yaml += ", *s";
+  yaml += "]\n";
+  Result<Job> r = ParseJobYaml(yaml, "bomb.yml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("too large"));
+}
+
+// Found by fuzzing: yaml-cpp's LoadAll never returns on this input (it used to hang here).
+TEST(JobParserTest, RegressionLoadAllLoop) {
+  std::string text(",\0\0\0\0\0\0\0b\ngrogp, resourcms: {me y:rmolots}}\n", 44);
+  EXPECT_FALSE(ParseJobYaml(text, "hang.yml").ok());
+  EXPECT_FALSE(ParseJobJson(text, "hang.json").ok());
 }
 
 TEST(JobParserTest, AcceptsAnchorsWithinLimits) {
