@@ -499,6 +499,10 @@ EtcdWatch::StreamEnd EtcdWatch::ReadStream(State& state, const EtcdConnection::E
   if (stream->Write(request)) {
     pb::WatchResponse response;
     while (stream->Read(&response)) {
+      {
+        std::lock_guard lock(state.mu);
+        if (state.cancelled) break;
+      }
       if (response.compact_revision() > 0) {
         WatchResponse out;
         out.compact_revision = response.compact_revision();
@@ -536,10 +540,6 @@ EtcdWatch::StreamEnd EtcdWatch::ReadStream(State& state, const EtcdConnection::E
       }
       if (out.events.empty()) continue;
       state.next_revision = out.events.back().kv.mod_revision + 1;
-      {
-        std::lock_guard lock(state.mu);
-        if (state.cancelled) break;
-      }
       state.callback(out);
     }
   }
