@@ -127,7 +127,7 @@ class YamlTreeBuilder : public YAML::EventHandler {
   void OnMapEnd() override { Close(); }
 
  private:
-  struct Open_ {
+  struct OpenNode {
     DocNode node;  // a map collects key, value, key, value... in children until it closes
     YAML::anchor_t anchor;
   };
@@ -165,7 +165,7 @@ class YamlTreeBuilder : public YAML::EventHandler {
   }
 
   void Close() {
-    Open_ done = std::move(open_.back());
+    OpenNode done = std::move(open_.back());
     open_.pop_back();
     DocNode& n = done.node;
     if (n.kind == DocNode::Kind::kMap) {
@@ -202,7 +202,7 @@ class YamlTreeBuilder : public YAML::EventHandler {
   }
 
   std::string_view source_;
-  std::vector<Open_> open_;
+  std::vector<OpenNode> open_;
   std::map<YAML::anchor_t, Anchored> anchors_;
   DocNode root_;
   bool has_root_ = false;

@@ -113,4 +113,14 @@ Result<Job> JobFromJson(const json& value, std::string_view source) {
   return DecodeJob(root, source);
 }
 
+Status ValidateJob(const Job& job, std::string_view source) {
+  BERTH_ASSIGN_OR_RETURN(Job decoded, JobFromJson(JobToJson(job), source));
+  if (!(decoded == job)) {
+    return InvalidArgument(std::string(source) +
+                           ": not in canonical form (a field is set that its context ignores, "
+                           "or a default the parser would fill in is missing)");
+  }
+  return Status::Ok();
+}
+
 }  // namespace berth::spec

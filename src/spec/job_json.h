@@ -24,4 +24,9 @@ nlohmann::json JobToJson(const Job& job);
 // (e.g. the store key). Never throws.
 Result<Job> JobFromJson(const nlohmann::json& json, std::string_view source = "job");
 
+// Checks a job built in code (the fleet and compose translators, tests) against the rules the
+// parsers apply, and that it is in canonical form (e.g. no `path` on a tcp health check), so it
+// survives the stored form unchanged. `source` labels error messages.
+Status ValidateJob(const Job& job, std::string_view source = "job");
+
 }  // namespace berth::spec

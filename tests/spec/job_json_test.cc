@@ -184,5 +184,19 @@ TEST(JobJsonTest, FromJsonBoundsDepthAndBadStrings) {
   EXPECT_THAT(r.status().message(), HasSubstr("invalid UTF-8"));
 }
 
+TEST(JobJsonTest, ValidateJob) {
+  EXPECT_TRUE(ValidateJob(FullJob()).ok());
+  Job bad = FullJob();
+  bad.groups[0].tasks[0].resources.memory_bytes = 0;
+  Status s = ValidateJob(bad, "compose.yml");
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("compose.yml: groups[0].tasks[0].resources.memory"));
+  Job odd = FullJob();
+  odd.groups[0].tasks[2].health->path = "/";  // a tcp check has no path
+  s = ValidateJob(odd);
+  EXPECT_THAT(s.message(),
+              HasSubstr("groups[0].tasks[2].health.path: only allowed in an http check"));
+}
+
 }  // namespace
 }  // namespace berth::spec
