@@ -959,10 +959,18 @@ struct EmbeddedStore::Impl {
       if (checkpoint_stop) return;
       checkpoint_wanted = false;
       lk.unlock();
-      // PASSIVE: never blocks readers or the writer; whatever it cannot copy now is copied
-      // next time. Once the whole log is copied, the writer starts the WAL file over.
+      // PASSIVE: never blocks readers or the writer. The first pass copies the bulk of the
+      // log without any lock; under continuous writes it can never catch up, so the WAL would
+      // never start over and would grow without bound (each fsync then also pays for the file
+      // growing). A second pass under the write lock copies only the frames appended
+      // meanwhile, after which the writer's next transaction restarts the log from the top.
       sqlite3_wal_checkpoint_v2(checkpointer->db(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr,
                                 nullptr);
+      {
+        std::lock_guard wl(write_mu);
+        sqlite3_wal_checkpoint_v2(checkpointer->db(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                  nullptr);
+      }
       lk.lock();
     }
   }
