@@ -7,7 +7,7 @@
 //
 //   berth_store_bench --embedded=/tmp/x/store.db|memory: [--etcd=127.0.0.1:2379] [--sync=1]
 //                     [--puts=2000] [--threads=16] [--concurrent-puts=8000] [--gets=20000]
-//                     [--watch-puts=2000] [--value-size=128]
+//                     [--watch-puts=2000] [--value-size=128] [--rounds=1]
 //
 // Single-threaded driver; the stores' own threads do the rest.
 #include <algorithm>
@@ -41,6 +41,7 @@ struct Config {
   int gets = 20000;
   int watch_puts = 2000;
   int value_size = 128;
+  int rounds = 1;  // backends alternate round by round; each figure is the median
 };
 
 struct Figures {
@@ -52,6 +53,8 @@ struct Figures {
   double put_p99_us = 0;
   double watch_p50_us = 0;
   double watch_p99_us = 0;
+  double after_ack_p50_us = 0;
+  double after_ack_p99_us = 0;
 };
 
 double Seconds(Clock::duration d) {
@@ -88,7 +91,8 @@ Result<Figures> RunWorkload(Store& store, const Config& cfg) {
   Figures f;
   const std::string value(static_cast<size_t>(cfg.value_size), 'v');
   const std::string prefix = "/bench/" + std::to_string(Clock::now().time_since_epoch().count());
-  constexpr int kKeys = 1000;  // puts cycle over this many keys: updates, as a cluster does
+  // Puts cycle over this many keys (updates, as a cluster does); gets read the ones written.
+  const int kKeys = std::min(1000, cfg.puts);
   std::atomic<int> errors{0};
 
   // Warm up connections and caches.
@@ -188,6 +192,14 @@ Result<Figures> RunWorkload(Store& store, const Config& cfg) {
     f.put_p99_us = Percentile(put_us, 0.99);
     f.watch_p50_us = Percentile(watch_us, 0.50);
     f.watch_p99_us = Percentile(watch_us, 0.99);
+    // The notification path alone: how long after the put was acknowledged its event
+    // arrived (0 when it arrived before the acknowledgement).
+    std::vector<double> after_ack;
+    for (size_t i = 0; i < static_cast<size_t>(n); ++i) {
+      after_ack.push_back(std::max(0.0, Micros(received[i] - acked[i])));
+    }
+    f.after_ack_p50_us = Percentile(after_ack, 0.50);
+    f.after_ack_p99_us = Percentile(after_ack, 0.99);
   }
   if (errors.load() > 0) return Internal(std::to_string(errors.load()) + " operations failed");
   return f;
@@ -200,7 +212,8 @@ std::optional<Config> ParseFlags(int argc, char** argv) {
                                       {"--concurrent-puts", &c.concurrent_puts},
                                       {"--gets", &c.gets},
                                       {"--watch-puts", &c.watch_puts},
-                                      {"--value-size", &c.value_size}};
+                                      {"--value-size", &c.value_size},
+                                      {"--rounds", &c.rounds}};
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     const size_t eq = arg.find('=');
@@ -245,10 +258,17 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: berth_store_bench [--embedded=FILE] [--etcd=HOST:PORT,...] [--sync=0|1]"
                  " [--puts=N] [--threads=N] [--concurrent-puts=N] [--gets=N] [--watch-puts=N]"
-                 " [--value-size=BYTES]\n");
+                 " [--value-size=BYTES] [--rounds=N]\n");
     return 2;
   }
-  std::vector<std::pair<std::string, Figures>> columns;
+  // Each backend opened once; rounds alternate between them so that a burst of load on a
+  // shared machine does not land on one backend only.
+  struct Column {
+    std::string name;
+    std::unique_ptr<Store> store;
+    std::vector<Figures> runs;
+  };
+  std::vector<Column> columns;
   if (!cfg->embedded_path.empty()) {
     // "memory:" runs the in-memory store, whose reads share the writer's connection.
     const bool memory = cfg->embedded_path == "memory:";
@@ -258,15 +278,11 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "embedded: %s\n", opened.status().ToString().c_str());
       return 1;
     }
-    auto f = RunWorkload(**opened, *cfg);
-    if (!f.ok()) {
-      std::fprintf(stderr, "embedded: %s\n", f.status().ToString().c_str());
-      return 1;
-    }
-    columns.emplace_back(memory      ? std::string("embedded (in memory)")
-                         : cfg->sync ? std::string("embedded (SQLite WAL, fsync)")
-                                     : std::string("embedded (SQLite WAL, no fsync)"),
-                         *f);
+    columns.push_back({memory      ? std::string("embedded (in memory)")
+                       : cfg->sync ? std::string("embedded (SQLite WAL, fsync)")
+                                   : std::string("embedded (SQLite WAL, no fsync)"),
+                       std::move(opened).value(),
+                       {}});
   }
   if (!cfg->etcd_endpoints.empty()) {
     EtcdOptions o;
@@ -276,12 +292,17 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "etcd: %s\n", opened.status().ToString().c_str());
       return 1;
     }
-    auto f = RunWorkload(**opened, *cfg);
-    if (!f.ok()) {
-      std::fprintf(stderr, "etcd: %s\n", f.status().ToString().c_str());
-      return 1;
+    columns.push_back({"etcd (via EtcdStore)", std::move(opened).value(), {}});
+  }
+  for (int round = 0; round < cfg->rounds; ++round) {
+    for (Column& c : columns) {
+      auto f = RunWorkload(*c.store, *cfg);
+      if (!f.ok()) {
+        std::fprintf(stderr, "%s: %s\n", c.name.c_str(), f.status().ToString().c_str());
+        return 1;
+      }
+      c.runs.push_back(*f);
     }
-    columns.emplace_back("etcd (via EtcdStore)", *f);
   }
 
   struct Row {
@@ -299,17 +320,21 @@ int Main(int argc, char** argv) {
       {"put latency p99 (µs)", &Figures::put_p99_us, "%.0f"},
       {"watch delivery p50, put issued → callback (µs)", &Figures::watch_p50_us, "%.0f"},
       {"watch delivery p99, put issued → callback (µs)", &Figures::watch_p99_us, "%.0f"},
+      {"watch event after the put's ack, p50 (µs; 0 = before)", &Figures::after_ack_p50_us, "%.0f"},
+      {"watch event after the put's ack, p99 (µs; 0 = before)", &Figures::after_ack_p99_us, "%.0f"},
   };
   std::printf("| metric |");
-  for (const auto& c : columns) std::printf(" %s |", c.first.c_str());
+  for (const auto& c : columns) std::printf(" %s |", c.name.c_str());
   std::printf("\n|---|");
   for (size_t i = 0; i < columns.size(); ++i) std::printf("---:|");
   std::printf("\n");
   for (const Row& r : rows) {
     std::printf("| %s |", r.name.c_str());
     for (const auto& c : columns) {
+      std::vector<double> values;
+      for (const Figures& f : c.runs) values.push_back(f.*r.field);
       std::printf(" ");
-      std::printf(r.format, c.second.*r.field);
+      std::printf(r.format, Percentile(values, 0.5));  // the median of the rounds
       std::printf(" |");
     }
     std::printf("\n");

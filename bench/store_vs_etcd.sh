@@ -4,7 +4,7 @@
 # Builds berth_store_bench, runs it, stops etcd, and writes the table (and this exact command)
 # under "## Store: embedded vs etcd" in docs/benchmarks.md, leaving other sections alone.
 #
-#   bench/store_vs_etcd.sh [extra berth_store_bench flags, e.g. --puts=5000]
+#   bench/store_vs_etcd.sh [extra berth_store_bench flags, e.g. --puts=5000 --rounds=5]
 #
 # Env: BUILD_DIR (default build-embedded), ETCD (default: etcd on PATH).
 set -euo pipefail
@@ -64,7 +64,7 @@ done
 mkdir -p "$WORK/embedded"
 LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
 TABLE="$("$BUILD_DIR/bench/berth_store_bench" --embedded="$WORK/embedded/store.db" \
-  --etcd="127.0.0.1:$CLIENT_PORT" "$@")"
+  --etcd="127.0.0.1:$CLIENT_PORT" --rounds=3 "$@")"
 
 kill "$ETCD_PID"
 wait "$ETCD_PID" 2>/dev/null || true
@@ -81,8 +81,11 @@ SECTION="$WORK/section.md"
   echo "both on the same local disk with fsync on every commit; load average before the run: $LOAD."
   echo "Command: \`$COMMAND\`"
   echo
-  echo "Watch delivery is measured from issuing a Put to the watch callback receiving its event,"
-  echo "so it includes the write's own commit (the put latency rows)."
+  echo "Each figure is the median of 3 rounds that alternate between the backends (so a burst of"
+  echo "load on the shared machine does not land on one backend only). Watch delivery is measured"
+  echo "from issuing a Put to the watch callback receiving its event, so it includes the write's"
+  echo "own commit (the put latency rows); the last two rows isolate the notification path: how long"
+  echo "after the Put returned its event reached the callback."
   echo
   echo "$TABLE"
   echo
