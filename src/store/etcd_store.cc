@@ -6,6 +6,7 @@
 #include <atomic>
 #include <climits>
 #include <condition_variable>
+#include <cstdint>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -236,8 +237,11 @@ class EtcdConnection {
 
     grpc::ChannelArguments args;
     // A restarted member is noticed within a second, not after gRPC's default 2-minute backoff.
+    // gRPC also takes the minimum backoff as the time limit of one connection attempt
+    // (TCP + TLS handshake): a second leaves room for a busy member, and its 20 s default
+    // would keep a restarted member unused for that long.
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     // Notice a member that vanished without closing its connection (watch streams are
     // otherwise silent). etcd rejects pings more frequent than every 5 s.
@@ -260,7 +264,17 @@ class EtcdConnection {
       ep.lease = pb::Lease::NewStub(ep.channel);
       conn->endpoints_.push_back(std::move(ep));
     }
+    BERTH_RETURN_IF_ERROR(conn->StartReconnector());
     return conn;
+  }
+
+  ~EtcdConnection() {
+    if (!reconnector_.joinable()) return;
+    {
+      std::lock_guard lock(reconnect_mu_);
+      stopping_ = true;
+    }
+    reconnector_.join();
   }
 
   size_t size() const { return endpoints_.size(); }
@@ -351,10 +365,57 @@ class EtcdConnection {
  private:
   EtcdConnection() = default;
 
+  // gRPC makes progress on a connection only while some thread polls for it: an RPC in
+  // flight, or a connectivity watch. A channel in TRANSIENT_FAILURE fails RPCs at once, so
+  // without a watch its reconnection attempts to a restarted member would never complete.
+  // This thread keeps a short watch on every channel's state, and thereby polls for them.
+  Status StartReconnector() {
+    for (size_t i = 0; i < endpoints_.size(); ++i) ArmWatch(i);
+    armed_ = endpoints_.size();  // each watch re-arms itself until stopping
+    try {
+      reconnector_ = std::thread([this] { Reconnect(); });
+    } catch (const std::system_error& e) {
+      return Internal(std::string("etcd: cannot start reconnect thread: ") + e.what());
+    }
+    return Status::Ok();
+  }
+
+  void ArmWatch(size_t i) {
+    const Endpoint& ep = endpoints_[i];
+    auto state = ep.channel->GetState(/*try_to_connect=*/false);
+    // Short watches, so the thread notices `stopping_` soon after the store is closed.
+    auto deadline = std::chrono::system_clock::now() + std::chrono::milliseconds(100);
+    ep.channel->NotifyOnStateChange(state, deadline, &reconnect_cq_,
+                                    reinterpret_cast<void*>(static_cast<uintptr_t>(i + 1)));
+  }
+
+  void Reconnect() {
+    void* tag = nullptr;
+    bool changed = false;
+    while (reconnect_cq_.Next(&tag, &changed)) {
+      bool stopping;
+      {
+        std::lock_guard lock(reconnect_mu_);
+        stopping = stopping_;
+      }
+      if (stopping) {
+        if (--armed_ == 0) reconnect_cq_.Shutdown();
+        continue;
+      }
+      ArmWatch(static_cast<size_t>(reinterpret_cast<uintptr_t>(tag)) - 1);
+    }
+  }
+
   std::vector<Endpoint> endpoints_;
   std::chrono::milliseconds request_timeout_{5000};
   bool tls_ = false;
   std::atomic<size_t> preferred_{0};
+
+  grpc::CompletionQueue reconnect_cq_;
+  std::thread reconnector_;
+  size_t armed_ = 0;  // watches outstanding once stopping; reconnector thread only
+  std::mutex reconnect_mu_;
+  bool stopping_ = false;  // guarded by reconnect_mu_
 };
 
 namespace {
