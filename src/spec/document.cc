@@ -408,7 +408,13 @@ Status DocumentError(std::string_view source, Mark mark, std::string_view path,
   }
   m += ": ";
   if (!path.empty()) {
-    m += path;
+    // Paths hold user-written keys: keep messages one line and of sane length.
+    constexpr size_t kMaxPath = 200;
+    for (size_t i = 0; i < path.size() && i < kMaxPath; ++i) {
+      auto c = static_cast<unsigned char>(path[i]);
+      m += (c < 0x20 || c == 0x7f) ? '?' : path[i];
+    }
+    if (path.size() > kMaxPath) m += "...";
     m += ": ";
   }
   m += message;

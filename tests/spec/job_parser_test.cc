@@ -552,6 +552,15 @@ groups:
   EXPECT_EQ(r->groups[0].tasks, r->groups[1].tasks);
 }
 
+TEST(JobParserTest, MessagesStayOneLineAndShort) {
+  std::string yaml = "name: web\n\"a\\nb" + std::string(900, 'k') + "\": 1\n";
+  Result<Job> r = ParseJobYaml(yaml, "keys.yml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("keys.yml:2:1: a?bkkk"));
+  EXPECT_EQ(r.status().message().find('\n'), std::string::npos);
+  EXPECT_LT(r.status().message().size(), 500u);
+}
+
 TEST(JobParserTest, RejectsInvalidUtf8AndNul) {
   Result<Job> r = ParseJobYaml("name: \"w\\0eb\"\ngroups: []\n", "nul.yml");
   ASSERT_FALSE(r.ok());
