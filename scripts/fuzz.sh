@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds berth's libFuzzer targets with clang in build-fuzz/ and runs each for SECONDS
-# (default 60) on a scratch copy of its seed corpus (fuzz/corpus/<name>/), so the repository is
+# (default 60) on a scratch copy of its seed corpus (fuzz/corpus/<name>/, <name> without the
+# _fuzz suffix), with its dictionary fuzz/<fuzzer>.dict if there is one, so the repository is
 # not touched. Crash inputs land in build-fuzz/artifacts/<fuzzer>/. Exits non-zero if any
 # fuzzer finds a crash, a leak or a timeout.
 #   scripts/fuzz.sh [SECONDS] [FUZZER...]     e.g. scripts/fuzz.sh 300 job_parser_fuzz
@@ -30,8 +31,10 @@ for fuzzer in "${FUZZERS[@]}"; do
   if [[ -d "$seeds" ]]; then cp -r "$seeds/." "$work/"; fi
   artifacts="$BUILD/artifacts/$fuzzer"
   mkdir -p "$artifacts"
+  dict=()
+  if [[ -f "$ROOT/fuzz/$fuzzer.dict" ]]; then dict=(-dict="$ROOT/fuzz/$fuzzer.dict"); fi
   echo "fuzz.sh: running $fuzzer for ${SECONDS_PER_FUZZER}s"
-  if ! "$BUILD/fuzz/$fuzzer" "$work" -max_total_time="$SECONDS_PER_FUZZER" -timeout=10 \
+  if ! "$BUILD/fuzz/$fuzzer" "$work" "${dict[@]}" -max_total_time="$SECONDS_PER_FUZZER" -timeout=10 \
       -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
       -artifact_prefix="$artifacts/" 2>"$artifacts/log.txt"; then
     echo "fuzz.sh: $fuzzer FAILED; see $artifacts/log.txt and the crash-* files beside it" >&2
