@@ -62,6 +62,7 @@ enum StmtId : int {
   kInsertLease,
   kDeleteLease,
   kAllLeases,
+  kCurrentRevision,
   kNumStmts,
 };
 
@@ -96,6 +97,10 @@ constexpr std::array<const char*, kNumStmts> kStmtSql = {
     "INSERT INTO leases(id, ttl) VALUES (?1, ?2)",
     "DELETE FROM leases WHERE id = ?1",
     "SELECT id, ttl FROM leases",
+    // The current revision is that of the newest history row (compaction never removes it);
+    // meta's row is only the floor for a store with no history yet.
+    "SELECT max((SELECT value FROM meta WHERE name = 'revision'),"
+    " coalesce((SELECT max(rev) FROM history), 0))",
 };
 
 Status SqlError(sqlite3* db, std::string_view what) {
@@ -126,6 +131,7 @@ class Conn {
     sqlite3_extended_result_codes(db_, 1);
     sqlite3_busy_timeout(db_, 10'000);
     std::string pragmas = "PRAGMA temp_store=MEMORY;";
+
     if (!path.empty()) {
       pragmas += "PRAGMA journal_mode=WAL;";
       // In WAL mode FULL fsyncs the log on every commit; NORMAL only at checkpoints.
@@ -462,7 +468,12 @@ struct EmbeddedStore::Impl {
   // database (at open, or after a failed transaction rolled back). Leases not already known
   // get a fresh full TTL: the clock does not survive a restart.
   Status ReloadState(bool fresh) {
-    BERTH_ASSIGN_OR_RETURN(revision, GetMeta("revision"));
+    {
+      Query q(*writer, kCurrentRevision);
+      BERTH_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) return Internal("embedded store: no current revision");
+      revision = q.Int(0);
+    }
     BERTH_ASSIGN_OR_RETURN(compacted, GetMeta("compacted"));
     BERTH_ASSIGN_OR_RETURN(next_lease, GetMeta("next_lease"));
     std::unordered_map<LeaseId, LeaseState> loaded;
@@ -537,7 +548,6 @@ struct EmbeddedStore::Impl {
     // Savepoints isolate one op's failure from the rest of a batch; a lone op just rolls
     // back the whole transaction.
     const bool single = batch.size() == 1;
-    const int64_t start_revision = revision;
     bool reload = false;
     std::vector<RevisionEvents> published;
     for (WriteRequest* r : batch) {
@@ -572,8 +582,8 @@ struct EmbeddedStore::Impl {
       if (reload) ReloadState(false).IgnoreError();
       return;
     }
-    s = revision != start_revision ? SetMeta("revision", revision) : Status::Ok();
-    if (s.ok()) s = RunStmt(*writer, kCommit);
+    // The revision is not written anywhere but in the history rows: one page less per commit.
+    s = RunStmt(*writer, kCommit);
     if (!s.ok()) {
       RunStmt(*writer, kRollback).IgnoreError();
       ReloadState(false).IgnoreError();
@@ -846,10 +856,9 @@ struct EmbeddedStore::Impl {
     if (under_write_lock) {
       out.revision = revision;
     } else {
-      Query q(c, kGetMeta);
-      q.BindText(1, "revision");
+      Query q(c, kCurrentRevision);
       BERTH_ASSIGN_OR_RETURN(bool row, q.Step());
-      if (!row) return Internal("embedded store: meta row missing: revision");
+      if (!row) return Internal("embedded store: no current revision");
       out.revision = q.Int(0);
     }
     const std::string end = PrefixEnd(prefix);
