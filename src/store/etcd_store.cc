@@ -214,6 +214,9 @@ class EtcdConnection {
 
   static Result<std::shared_ptr<EtcdConnection>> Open(const EtcdOptions& options) {
     if (options.endpoints.empty()) return InvalidArgument("etcd: no endpoints given");
+    for (const std::string& address : options.endpoints) {
+      if (address.empty()) return InvalidArgument("etcd: empty endpoint");
+    }
     if (options.request_timeout.count() <= 0) {
       return InvalidArgument("etcd: request timeout must be positive");
     }
@@ -255,7 +258,6 @@ class EtcdConnection {
     conn->request_timeout_ = options.request_timeout;
     conn->tls_ = !options.ca_file.empty();
     for (const std::string& address : options.endpoints) {
-      if (address.empty()) return InvalidArgument("etcd: empty endpoint");
       Endpoint ep;
       ep.address = address;
       ep.channel = grpc::CreateCustomChannel(address, creds, args);
