@@ -423,81 +423,81 @@ struct EmbeddedStore::Impl {
     bool done = false;
   };
 
-  explicit Impl(EmbeddedOptions opts) : options(std::move(opts)) {}
+  explicit Impl(EmbeddedOptions opts) : options_(std::move(opts)) {}
 
   ~Impl() {
     {
-      std::lock_guard lk(expiry_mu);
-      stopping = true;
+      std::lock_guard lk(expiry_mu_);
+      stopping_ = true;
     }
-    expiry_cv.notify_all();
-    if (expiry_thread.joinable()) expiry_thread.join();
-    if (hub) hub->Shutdown();
+    expiry_cv_.notify_all();
+    if (expiry_thread_.joinable()) expiry_thread_.join();
+    if (hub_) hub_->Shutdown();
     {
-      std::lock_guard lk(checkpoint_mu);
-      checkpoint_stop = true;
+      std::lock_guard lk(checkpoint_mu_);
+      checkpoint_stop_ = true;
     }
-    checkpoint_cv.notify_all();
-    if (checkpoint_thread.joinable()) checkpoint_thread.join();
+    checkpoint_cv_.notify_all();
+    if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
   }
 
   Status Init() {
-    writer = std::make_unique<Conn>();
-    BERTH_RETURN_IF_ERROR(writer->Open(options.path, options.sync, /*writer=*/true));
-    std::lock_guard wl(write_mu);
+    writer_ = std::make_unique<Conn>();
+    BERTH_RETURN_IF_ERROR(writer_->Open(options_.path, options_.sync, /*writer_=*/true));
+    std::lock_guard wl(write_mu_);
     BERTH_RETURN_IF_ERROR(ReloadState(/*fresh=*/true));
-    if (!options.path.empty()) {
+    if (!options_.path.empty()) {
       // Checkpoints (copying the WAL back into the database, with its own fsync) run on a
       // connection of their own in the background, never inside a writer's commit: a commit
       // costs one WAL append and one fsync, with no periodic multi-millisecond stall.
-      checkpointer = std::make_unique<Conn>();
-      BERTH_RETURN_IF_ERROR(checkpointer->Open(options.path, options.sync, /*writer=*/false));
-      BERTH_RETURN_IF_ERROR(writer->Exec("PRAGMA wal_autocheckpoint=0;"));
-      sqlite3_wal_hook(writer->db(), &Impl::OnWalCommit, this);
-      checkpoint_thread = std::thread([this] { CheckpointLoop(); });
+      checkpointer_ = std::make_unique<Conn>();
+      BERTH_RETURN_IF_ERROR(checkpointer_->Open(options_.path, options_.sync, /*writer_=*/false));
+      BERTH_RETURN_IF_ERROR(writer_->Exec("PRAGMA wal_autocheckpoint=0;"));
+      sqlite3_wal_hook(writer_->db(), &Impl::OnWalCommit, this);
+      checkpoint_thread_ = std::thread([this] { CheckpointLoop(); });
     }
-    hub = std::make_shared<WatchHub>();
-    hub->Start();
-    if (options.expiry_thread) {
-      expiry_thread = std::thread([this] { ExpiryLoop(); });
+    hub_ = std::make_shared<WatchHub>();
+    hub_->Start();
+    if (options_.expiry_thread) {
+      expiry_thread_ = std::thread([this] { ExpiryLoop(); });
     }
     return Status::Ok();
   }
 
-  // Requires write_mu. Reads revision, compaction, lease counter and leases back from the
+  // Requires write_mu_. Reads revision, compaction, lease counter and leases back from the
   // database (at open, or after a failed transaction rolled back). Leases not already known
   // get a fresh full TTL: the clock does not survive a restart.
   Status ReloadState(bool fresh) {
     {
-      Query q(*writer, kCurrentRevision);
+      Query q(*writer_, kCurrentRevision);
       BERTH_ASSIGN_OR_RETURN(bool row, q.Step());
       if (!row) return Internal("embedded store: no current revision");
-      revision = q.Int(0);
+      revision_ = q.Int(0);
     }
-    BERTH_ASSIGN_OR_RETURN(compacted, GetMeta("compacted"));
-    BERTH_ASSIGN_OR_RETURN(next_lease, GetMeta("next_lease"));
+    BERTH_ASSIGN_OR_RETURN(compacted_, GetMeta("compacted"));
+    BERTH_ASSIGN_OR_RETURN(next_lease_, GetMeta("next_lease"));
     std::unordered_map<LeaseId, LeaseState> loaded;
-    const TimePoint now = options.clock->Now();
-    Query q(*writer, kAllLeases);
+    const TimePoint now = options_.clock->Now();
+    Query q(*writer_, kAllLeases);
     while (true) {
       BERTH_ASSIGN_OR_RETURN(bool row, q.Step());
       if (!row) break;
       LeaseState l{q.Int(1), now + std::chrono::seconds(q.Int(1))};
       loaded.emplace(q.Int(0), l);
     }
-    std::lock_guard ll(lease_mu);
+    std::lock_guard ll(lease_mu_);
     if (!fresh) {
       for (auto& [id, l] : loaded) {
-        auto it = leases.find(id);
-        if (it != leases.end()) l.deadline = it->second.deadline;
+        auto it = leases_.find(id);
+        if (it != leases_.end()) l.deadline = it->second.deadline;
       }
     }
-    leases = std::move(loaded);
+    leases_ = std::move(loaded);
     return Status::Ok();
   }
 
   Result<int64_t> GetMeta(const char* name) {
-    Query q(*writer, kGetMeta);
+    Query q(*writer_, kGetMeta);
     q.BindText(1, name);
     BERTH_ASSIGN_OR_RETURN(bool row, q.Step());
     if (!row) return Internal(std::string("embedded store: meta row missing: ") + name);
@@ -505,7 +505,7 @@ struct EmbeddedStore::Impl {
   }
 
   Status SetMeta(const char* name, int64_t value) {
-    Query q(*writer, kSetMeta);
+    Query q(*writer_, kSetMeta);
     q.BindText(1, name).Bind(2, value);
     return q.Run();
   }
@@ -518,32 +518,32 @@ struct EmbeddedStore::Impl {
   Result<int64_t> Submit(const ApplyFn& apply) {
     WriteRequest req;
     req.apply = &apply;
-    std::unique_lock lk(queue_mu);
-    pending.push_back(&req);
-    queue_cv.wait(lk, [&] { return req.done || !committing; });
+    std::unique_lock lk(queue_mu_);
+    pending_.push_back(&req);
+    queue_cv_.wait(lk, [&] { return req.done || !committing_; });
     if (!req.done) {
       // This caller leads: it commits everything queued so far, its own write included.
-      committing = true;
+      committing_ = true;
       std::vector<WriteRequest*> batch;
-      batch.swap(pending);
+      batch.swap(pending_);
       lk.unlock();
       RunBatch(batch);
       lk.lock();
-      committing = false;
+      committing_ = false;
       for (WriteRequest* r : batch) r->done = true;
       lk.unlock();
-      queue_cv.notify_all();
+      queue_cv_.notify_all();
     }
     if (!req.status.ok()) return req.status;
     return req.revision;
   }
 
   void RunBatch(const std::vector<WriteRequest*>& batch) {
-    std::lock_guard wl(write_mu);
+    std::lock_guard wl(write_mu_);
     auto fail_all = [&](const Status& s) {
       for (WriteRequest* r : batch) r->status = s;
     };
-    Status s = RunStmt(*writer, kBeginWrite);
+    Status s = RunStmt(*writer_, kBeginWrite);
     if (!s.ok()) return fail_all(s);
     // Savepoints isolate one op's failure from the rest of a batch; a lone op just rolls
     // back the whole transaction.
@@ -552,9 +552,9 @@ struct EmbeddedStore::Impl {
     std::vector<RevisionEvents> published;
     for (WriteRequest* r : batch) {
       OpCtx ctx;
-      ctx.revision = revision + 1;
+      ctx.revision = revision_ + 1;
       if (!single) {
-        s = RunStmt(*writer, kSavepoint);
+        s = RunStmt(*writer_, kSavepoint);
         if (!s.ok()) {
           r->status = s;
           continue;
@@ -562,30 +562,30 @@ struct EmbeddedStore::Impl {
       }
       r->status = (*r->apply)(ctx);
       if (r->status.ok()) {
-        if (!single) r->status = RunStmt(*writer, kRelease);
+        if (!single) r->status = RunStmt(*writer_, kRelease);
       } else if (!single) {
-        RunStmt(*writer, kRollbackTo).IgnoreError();
-        RunStmt(*writer, kRelease).IgnoreError();
+        RunStmt(*writer_, kRollbackTo).IgnoreError();
+        RunStmt(*writer_, kRelease).IgnoreError();
       }
       if (!r->status.ok()) {
         reload |= r->status.code() == Code::kInternal;
         continue;
       }
       if (!ctx.events.empty()) {
-        revision = ctx.revision;
+        revision_ = ctx.revision;
         published.push_back({ctx.revision, std::move(ctx.events)});
       }
-      r->revision = revision;
+      r->revision = revision_;
     }
     if (single && !batch[0]->status.ok()) {
-      RunStmt(*writer, kRollback).IgnoreError();
+      RunStmt(*writer_, kRollback).IgnoreError();
       if (reload) ReloadState(false).IgnoreError();
       return;
     }
     // The revision is not written anywhere but in the history rows: one page less per commit.
-    s = RunStmt(*writer, kCommit);
+    s = RunStmt(*writer_, kCommit);
     if (!s.ok()) {
-      RunStmt(*writer, kRollback).IgnoreError();
+      RunStmt(*writer_, kRollback).IgnoreError();
       ReloadState(false).IgnoreError();
       for (WriteRequest* r : batch) {
         if (r->status.ok()) r->status = s;
@@ -593,24 +593,24 @@ struct EmbeddedStore::Impl {
       return;
     }
     if (reload) ReloadState(false).IgnoreError();
-    // Still under write_mu: watches see revisions in order, and none registers in between.
-    hub->Publish(published);
+    // Still under write_mu_: watches see revisions in order, and none registers in between.
+    hub_->Publish(published);
   }
 
-  // --- operations inside a write transaction (write_mu held) ---------------------------------
+  // --- operations inside a write transaction (write_mu_ held) ---------------------------------
 
   Status CheckLease(LeaseId lease) {
     if (lease == 0) return Status::Ok();
-    std::lock_guard ll(lease_mu);
-    auto it = leases.find(lease);
-    if (it == leases.end() || it->second.deadline <= options.clock->Now()) {
+    std::lock_guard ll(lease_mu_);
+    auto it = leases_.find(lease);
+    if (it == leases_.end() || it->second.deadline <= options_.clock->Now()) {
       return NotFound("lease " + std::to_string(lease) + " not found");
     }
     return Status::Ok();
   }
 
   Status AddHistory(OpCtx& ctx, const Event& e) {
-    Query q(*writer, kInsertHistory);
+    Query q(*writer_, kInsertHistory);
     q.Bind(1, ctx.revision)
         .Bind(2, ctx.sub++)
         .Bind(3, static_cast<int64_t>(e.type == Event::Type::kPut ? 0 : 1))
@@ -631,14 +631,14 @@ struct EmbeddedStore::Impl {
     e.kv.mod_revision = ctx.revision;
     e.kv.lease = lease;
     {
-      Query q(*writer, kGetKv);
+      Query q(*writer_, kGetKv);
       q.Bind(1, key);
       BERTH_ASSIGN_OR_RETURN(bool row, q.Step());
       e.kv.create_revision = row ? q.Int(1) : ctx.revision;
       e.kv.version = row ? q.Int(3) + 1 : 1;
     }
     {
-      Query q(*writer, kUpsertKv);
+      Query q(*writer_, kUpsertKv);
       q.Bind(1, key)
           .Bind(2, value)
           .Bind(3, e.kv.create_revision)
@@ -666,10 +666,10 @@ struct EmbeddedStore::Impl {
   }
 
   Result<int64_t> DeleteKey(OpCtx& ctx, std::string_view key) {
-    Query q(*writer, kDeleteKey);
+    Query q(*writer_, kDeleteKey);
     q.Bind(1, key);
     BERTH_RETURN_IF_ERROR(q.Run());
-    if (sqlite3_changes(writer->db()) == 0) return int64_t{0};
+    if (sqlite3_changes(writer_->db()) == 0) return int64_t{0};
     std::vector<std::string> keys{std::string(key)};
     BERTH_RETURN_IF_ERROR(RecordDeletes(ctx, keys));
     return int64_t{1};
@@ -688,7 +688,7 @@ struct EmbeddedStore::Impl {
     const std::string end = PrefixEnd(prefix);
     std::vector<std::string> keys;
     {
-      Query q(*writer, end.empty() ? kDeleteAll : kDeleteTo);
+      Query q(*writer_, end.empty() ? kDeleteAll : kDeleteTo);
       q.Bind(1, prefix);
       if (!end.empty()) q.Bind(2, end);
       BERTH_RETURN_IF_ERROR(CollectKeys(q, keys));
@@ -701,23 +701,23 @@ struct EmbeddedStore::Impl {
   // Ends a lease: deletes its keys (one revision, if any) and its row.
   Status EndLease(OpCtx& ctx, LeaseId lease) {
     {
-      std::lock_guard ll(lease_mu);
-      leases.erase(lease);
+      std::lock_guard ll(lease_mu_);
+      leases_.erase(lease);
     }
     std::vector<std::string> keys;
     {
-      Query q(*writer, kDeleteLeaseKeys);
+      Query q(*writer_, kDeleteLeaseKeys);
       q.Bind(1, lease);
       BERTH_RETURN_IF_ERROR(CollectKeys(q, keys));
     }
     BERTH_RETURN_IF_ERROR(RecordDeletes(ctx, keys));
-    Query q(*writer, kDeleteLease);
+    Query q(*writer_, kDeleteLease);
     q.Bind(1, lease);
     return q.Run();
   }
 
   Result<bool> Holds(const Compare& c) {
-    Query q(*writer, kGetKv);
+    Query q(*writer_, kGetKv);
     q.Bind(1, c.key);
     BERTH_ASSIGN_OR_RETURN(bool row, q.Step());
     int cmp = 0;
@@ -782,32 +782,32 @@ struct EmbeddedStore::Impl {
     Reader& operator=(const Reader&) = delete;
     ~Reader() {
       if (conn_ != nullptr) {
-        std::lock_guard lk(impl_.reader_mu);
-        impl_.readers.push_back(std::move(conn_));
+        std::lock_guard lk(impl_.reader_mu_);
+        impl_.readers_.push_back(std::move(conn_));
       } else if (locked_) {
-        impl_.write_mu.unlock();
+        impl_.write_mu_.unlock();
       }
     }
     Status Acquire() {
-      if (impl_.options.path.empty()) {
-        impl_.write_mu.lock();
+      if (impl_.options_.path.empty()) {
+        impl_.write_mu_.lock();
         locked_ = true;
         return Status::Ok();
       }
       {
-        std::lock_guard lk(impl_.reader_mu);
-        if (!impl_.readers.empty()) {
-          conn_ = std::move(impl_.readers.back());
-          impl_.readers.pop_back();
+        std::lock_guard lk(impl_.reader_mu_);
+        if (!impl_.readers_.empty()) {
+          conn_ = std::move(impl_.readers_.back());
+          impl_.readers_.pop_back();
           return Status::Ok();
         }
       }
       auto conn = std::make_unique<Conn>();
-      BERTH_RETURN_IF_ERROR(conn->Open(impl_.options.path, impl_.options.sync, false));
+      BERTH_RETURN_IF_ERROR(conn->Open(impl_.options_.path, impl_.options_.sync, false));
       conn_ = std::move(conn);
       return Status::Ok();
     }
-    const Conn& conn() const { return conn_ != nullptr ? *conn_ : *impl_.writer; }
+    const Conn& conn() const { return conn_ != nullptr ? *conn_ : *impl_.writer_; }
     bool shared_writer() const { return locked_; }
 
    private:
@@ -854,7 +854,7 @@ struct EmbeddedStore::Impl {
                               bool under_write_lock) {
     RangeResult out;
     if (under_write_lock) {
-      out.revision = revision;
+      out.revision = revision_;
     } else {
       Query q(c, kCurrentRevision);
       BERTH_ASSIGN_OR_RETURN(bool row, q.Step());
@@ -900,27 +900,27 @@ struct EmbeddedStore::Impl {
     {
       // Under the write lock no commit publishes, so history up to `revision` plus every
       // later publication is each event exactly once.
-      std::lock_guard wl(write_mu);
-      if (start_revision > 0 && start_revision < compacted) {
+      std::lock_guard wl(write_mu_);
+      if (start_revision > 0 && start_revision < compacted_) {
         WatchResponse resp;
         resp.status = Compacted("embedded store: revision " + std::to_string(start_revision) +
-                                " has been compacted (at " + std::to_string(compacted) + ")");
-        resp.compact_revision = compacted;
+                                " has been compacted (at " + std::to_string(compacted_) + ")");
+        resp.compact_revision = compacted_;
         initial.push_back(std::move(resp));
         live = false;
       } else {
-        const int64_t from = start_revision == 0 ? revision + 1 : start_revision;
+        const int64_t from = start_revision == 0 ? revision_ + 1 : start_revision;
         w->min_revision = from;
-        if (from <= revision) BERTH_RETURN_IF_ERROR(ReadHistory(*w, from, initial));
+        if (from <= revision_) BERTH_RETURN_IF_ERROR(ReadHistory(*w, from, initial));
       }
-      hub->Add(w, std::move(initial), live);
+      hub_->Add(w, std::move(initial), live);
     }
-    return WatchPtr(std::make_unique<EmbeddedWatch>(hub, std::move(w)));
+    return WatchPtr(std::make_unique<EmbeddedWatch>(hub_, std::move(w)));
   }
 
-  // Requires write_mu. One response per revision, events under the watch's prefix only.
+  // Requires write_mu_. One response per revision, events under the watch's prefix only.
   Status ReadHistory(const WatchState& w, int64_t from, std::vector<WatchResponse>& out) {
-    Query q(*writer, kHistoryFrom);
+    Query q(*writer_, kHistoryFrom);
     q.Bind(1, from);
     int64_t last = 0;
     while (true) {
@@ -953,31 +953,31 @@ struct EmbeddedStore::Impl {
     auto* self = static_cast<Impl*>(arg);
     if (pages >= kCheckpointPages) {
       {
-        std::lock_guard lk(self->checkpoint_mu);
-        self->checkpoint_wanted = true;
+        std::lock_guard lk(self->checkpoint_mu_);
+        self->checkpoint_wanted_ = true;
       }
-      self->checkpoint_cv.notify_one();
+      self->checkpoint_cv_.notify_one();
     }
     return SQLITE_OK;
   }
 
   void CheckpointLoop() {
-    std::unique_lock lk(checkpoint_mu);
+    std::unique_lock lk(checkpoint_mu_);
     while (true) {
-      checkpoint_cv.wait(lk, [&] { return checkpoint_stop || checkpoint_wanted; });
-      if (checkpoint_stop) return;
-      checkpoint_wanted = false;
+      checkpoint_cv_.wait(lk, [&] { return checkpoint_stop_ || checkpoint_wanted_; });
+      if (checkpoint_stop_) return;
+      checkpoint_wanted_ = false;
       lk.unlock();
       // PASSIVE: never blocks readers or the writer. The first pass copies the bulk of the
       // log without any lock; under continuous writes it can never catch up, so the WAL would
       // never start over and would grow without bound (each fsync then also pays for the file
       // growing). A second pass under the write lock copies only the frames appended
       // meanwhile, after which the writer's next transaction restarts the log from the top.
-      sqlite3_wal_checkpoint_v2(checkpointer->db(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr,
+      sqlite3_wal_checkpoint_v2(checkpointer_->db(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr,
                                 nullptr);
       {
-        std::lock_guard wl(write_mu);
-        sqlite3_wal_checkpoint_v2(checkpointer->db(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr,
+        std::lock_guard wl(write_mu_);
+        sqlite3_wal_checkpoint_v2(checkpointer_->db(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr,
                                   nullptr);
       }
       lk.lock();
@@ -989,9 +989,9 @@ struct EmbeddedStore::Impl {
   int ExpireLeases() {
     std::vector<LeaseId> due;
     {
-      std::lock_guard ll(lease_mu);
-      const TimePoint now = options.clock->Now();
-      for (const auto& [id, l] : leases) {
+      std::lock_guard ll(lease_mu_);
+      const TimePoint now = options_.clock->Now();
+      for (const auto& [id, l] : leases_) {
         if (l.deadline <= now) due.push_back(id);
       }
     }
@@ -1002,9 +1002,9 @@ struct EmbeddedStore::Impl {
       const ApplyFn apply = [&](OpCtx& ctx) -> Status {
         {
           // A keep-alive may have come in since the scan.
-          std::lock_guard ll(lease_mu);
-          auto it = leases.find(id);
-          if (it == leases.end() || it->second.deadline > options.clock->Now()) {
+          std::lock_guard ll(lease_mu_);
+          auto it = leases_.find(id);
+          if (it == leases_.end() || it->second.deadline > options_.clock->Now()) {
             return Status::Ok();
           }
         }
@@ -1017,50 +1017,50 @@ struct EmbeddedStore::Impl {
   }
 
   void ExpiryLoop() {
-    std::unique_lock lk(expiry_mu);
-    while (!stopping) {
+    std::unique_lock lk(expiry_mu_);
+    while (!stopping_) {
       // Real time paces the scan; the injected clock decides what has expired.
-      expiry_cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return stopping; });
-      if (stopping) break;
+      expiry_cv_.wait_for(lk, std::chrono::milliseconds(100), [&] { return stopping_; });
+      if (stopping_) break;
       lk.unlock();
       ExpireLeases();
       lk.lock();
     }
   }
 
-  EmbeddedOptions options;
+  EmbeddedOptions options_;
 
-  std::mutex write_mu;  // serializes the writer connection and everything below it
-  std::unique_ptr<Conn> writer;
-  int64_t revision = 1;    // guarded by write_mu; etcd's revision also starts at 1
-  int64_t compacted = 0;   // guarded by write_mu
-  int64_t next_lease = 1;  // guarded by write_mu
+  std::mutex write_mu_;  // serializes the writer connection and everything below it
+  std::unique_ptr<Conn> writer_;
+  int64_t revision_ = 1;    // guarded by write_mu_; etcd's revision also starts at 1
+  int64_t compacted_ = 0;   // guarded by write_mu_
+  int64_t next_lease_ = 1;  // guarded by write_mu_
 
-  std::mutex lease_mu;  // guards `leases`; taken after write_mu, or alone by KeepAlive
-  std::unordered_map<LeaseId, LeaseState> leases;
+  std::mutex lease_mu_;  // guards `leases_`; taken after write_mu_, or alone by KeepAlive
+  std::unordered_map<LeaseId, LeaseState> leases_;
 
-  std::mutex queue_mu;  // group commit: guards pending, committing, WriteRequest::done
-  std::condition_variable queue_cv;
-  std::vector<WriteRequest*> pending;
-  bool committing = false;
+  std::mutex queue_mu_;  // group commit: guards pending_, committing_, WriteRequest::done
+  std::condition_variable queue_cv_;
+  std::vector<WriteRequest*> pending_;
+  bool committing_ = false;
 
-  std::mutex reader_mu;  // guards readers: idle read connections (on disk only)
-  std::vector<std::unique_ptr<Conn>> readers;
+  std::mutex reader_mu_;  // guards readers_: idle read connections (on disk only)
+  std::vector<std::unique_ptr<Conn>> readers_;
 
-  std::shared_ptr<WatchHub> hub;
+  std::shared_ptr<WatchHub> hub_;
 
   static constexpr int kCheckpointPages = 1000;  // SQLite's own auto-checkpoint default
-  std::unique_ptr<Conn> checkpointer;            // used by checkpoint_thread only
-  std::mutex checkpoint_mu;
-  std::condition_variable checkpoint_cv;
-  bool checkpoint_wanted = false;  // guarded by checkpoint_mu
-  bool checkpoint_stop = false;    // guarded by checkpoint_mu
-  std::thread checkpoint_thread;
+  std::unique_ptr<Conn> checkpointer_;           // used by checkpoint_thread_ only
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_wanted_ = false;  // guarded by checkpoint_mu_
+  bool checkpoint_stop_ = false;    // guarded by checkpoint_mu_
+  std::thread checkpoint_thread_;
 
-  std::mutex expiry_mu;
-  std::condition_variable expiry_cv;
-  bool stopping = false;  // guarded by expiry_mu
-  std::thread expiry_thread;
+  std::mutex expiry_mu_;
+  std::condition_variable expiry_cv_;
+  bool stopping_ = false;  // guarded by expiry_mu_
+  std::thread expiry_thread_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1141,16 +1141,16 @@ Result<LeaseId> EmbeddedStore::GrantLease(std::chrono::seconds ttl) {
   LeaseId id = 0;
   Impl& s = *impl_;
   const Impl::ApplyFn apply = [&](Impl::OpCtx&) -> Status {
-    id = s.next_lease;  // ids only grow, persisted: never reused, even across restarts
+    id = s.next_lease_;  // ids only grow, persisted: never reused, even across restarts
     {
-      Query q(*s.writer, kInsertLease);
+      Query q(*s.writer_, kInsertLease);
       q.Bind(1, id).Bind(2, static_cast<int64_t>(ttl.count()));
       BERTH_RETURN_IF_ERROR(q.Run());
     }
     BERTH_RETURN_IF_ERROR(s.SetMeta("next_lease", id + 1));
-    s.next_lease = id + 1;
-    std::lock_guard ll(s.lease_mu);
-    s.leases[id] = {ttl.count(), s.options.clock->Now() + ttl};
+    s.next_lease_ = id + 1;
+    std::lock_guard ll(s.lease_mu_);
+    s.leases_[id] = {ttl.count(), s.options_.clock->Now() + ttl};
     return Status::Ok();
   };
   BERTH_RETURN_IF_ERROR(s.Submit(apply).status());
@@ -1158,11 +1158,11 @@ Result<LeaseId> EmbeddedStore::GrantLease(std::chrono::seconds ttl) {
 }
 
 Result<std::chrono::seconds> EmbeddedStore::KeepAlive(LeaseId lease) {
-  std::lock_guard ll(impl_->lease_mu);
-  auto it = impl_->leases.find(lease);
-  const TimePoint now = impl_->options.clock->Now();
+  std::lock_guard ll(impl_->lease_mu_);
+  auto it = impl_->leases_.find(lease);
+  const TimePoint now = impl_->options_.clock->Now();
   // Past its deadline a lease has ended, even if the expiry scan has not removed it yet.
-  if (it == impl_->leases.end() || it->second.deadline <= now) {
+  if (it == impl_->leases_.end() || it->second.deadline <= now) {
     return NotFound("lease " + std::to_string(lease) + " not found");
   }
   const std::chrono::seconds ttl(it->second.ttl_seconds);
@@ -1174,8 +1174,8 @@ Status EmbeddedStore::RevokeLease(LeaseId lease) {
   return impl_
       ->Submit([&](Impl::OpCtx& ctx) -> Status {
         {
-          std::lock_guard ll(impl_->lease_mu);
-          if (impl_->leases.count(lease) == 0) {
+          std::lock_guard ll(impl_->lease_mu_);
+          if (impl_->leases_.count(lease) == 0) {
             return NotFound("lease " + std::to_string(lease) + " not found");
           }
         }
@@ -1195,25 +1195,25 @@ Status EmbeddedStore::Compact(int64_t revision) {
         Impl& s = *impl_;
         // At or below the compaction point there is nothing left to do: not an error (etcd
         // itself answers ErrCompacted, which EtcdStore also maps to success).
-        if (revision <= s.compacted) return Status::Ok();
-        if (revision > s.revision) {
+        if (revision <= s.compacted_) return Status::Ok();
+        if (revision > s.revision_) {
           return InvalidArgument("embedded store: compact revision " + std::to_string(revision) +
-                                 " is in the future (current " + std::to_string(s.revision) + ")");
+                                 " is in the future (current " + std::to_string(s.revision_) + ")");
         }
         {
-          Query q(*s.writer, kCompactHistory);
+          Query q(*s.writer_, kCompactHistory);
           q.Bind(1, revision);
           BERTH_RETURN_IF_ERROR(q.Run());
         }
         BERTH_RETURN_IF_ERROR(s.SetMeta("compacted", revision));
-        s.compacted = revision;
+        s.compacted_ = revision;
         return Status::Ok();
       })
       .status();
 }
 
 std::string EmbeddedStore::Describe() const {
-  return impl_->options.path.empty() ? "memory:" : "embedded:" + impl_->options.path;
+  return impl_->options_.path.empty() ? "memory:" : "embedded:" + impl_->options_.path;
 }
 
 int EmbeddedStore::ExpireLeases() {
