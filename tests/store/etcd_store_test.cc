@@ -327,6 +327,25 @@ void EtcdClusterTest::WriteThrough(int writes, const std::function<void(int)>& d
   // have been applied), and is then written again. The history replay below is the judge.
   std::vector<int64_t> acknowledged;
   int write_errors = 0;
+  // A second writer runs flat out, so that some write is in flight when a member dies. Its
+  // failed writes (fate unknown) are simply not counted as acknowledged.
+  std::atomic<bool> stop_background{false};
+  std::atomic<int> background_errors{0};
+  std::mutex background_mu;
+  std::vector<int64_t> background_acknowledged;  // guarded by background_mu
+  std::thread background;
+  Joiner background_joiner{stop_background, background};
+  background = std::thread([&] {
+    for (int n = 0; !stop_background.load(); ++n) {
+      auto put = store->Put(prefix + "bg", std::to_string(n), *lease);
+      if (put.ok()) {
+        std::lock_guard lock(background_mu);
+        background_acknowledged.push_back(*put);
+      } else {
+        background_errors.fetch_add(1);
+      }
+    }
+  });
   for (int i = 0; i < writes; ++i) {
     disrupt(i);
     if (::testing::Test::HasFatalFailure()) return;
@@ -341,6 +360,13 @@ void EtcdClusterTest::WriteThrough(int writes, const std::function<void(int)>& d
       ++write_errors;
       ASSERT_LT(attempt, 20) << put.status().ToString();
     }
+  }
+  stop_background = true;
+  background.join();
+  {
+    std::lock_guard lock(background_mu);
+    acknowledged.insert(acknowledged.end(), background_acknowledged.begin(),
+                        background_acknowledged.end());
   }
   auto end = store->Put(prefix + "end", "done");
   ASSERT_TRUE(end.ok()) << end.status().ToString();
@@ -384,6 +410,7 @@ void EtcdClusterTest::WriteThrough(int writes, const std::function<void(int)>& d
   ASSERT_TRUE(ttl.ok()) << ttl.status().ToString();
   EXPECT_EQ(ttl->count(), 10);
   ::testing::Test::RecordProperty("write_errors", write_errors);
+  ::testing::Test::RecordProperty("background_write_errors", background_errors.load());
 
   // A dead member comes back and catches up.
   if (killed_ != 0) {
