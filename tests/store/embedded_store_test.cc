@@ -427,7 +427,11 @@ TEST(EmbeddedStoreTest, WatchReplayJoinsLiveEventsUnderConcurrentWrites) {
     });
   }
   // Start watching from revision 2 while the writers run: replay joins live delivery.
-  while (started.load() < 50) std::this_thread::yield();
+  // (Bounded only so that a writer failing early cannot hang the test.)
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (started.load() < 50 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::yield();
+  }
   Collector c;
   auto w = s->Watch("/o/", 2, c.Callback());
   ASSERT_TRUE(w.ok());
