@@ -157,7 +157,7 @@ Status ApiClient::Stream(const std::string& target,
   while (keep_going && !parser.is_done()) {
     parser.get().body().data = buf;
     parser.get().body().size = sizeof(buf);
-    http::read(socket, buffer, parser, ec);
+    http::read_some(socket, buffer, parser, ec);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) break;
     size_t n = sizeof(buf) - parser.get().body().size;

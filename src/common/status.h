@@ -114,6 +114,7 @@ class [[nodiscard]] Result {
   const T* operator->() const { return &const_cast<Result*>(this)->Checked(); }
   T& operator*() & { return Checked(); }
   const T& operator*() const& { return const_cast<Result*>(this)->Checked(); }
+  T&& operator*() && { return std::move(Checked()); }
   T value_or(T other) const { return ok() ? std::get<T>(v_) : std::move(other); }
 
  private:
