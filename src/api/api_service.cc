@@ -44,7 +44,8 @@ json JobSummary(const jobs::JobRecord& r) {
           {"status", r.status},
           {"groups", groups},
           {"instances", total},
-          {"submitted_at", r.submitted_at_ms}};
+          {"submitted_at", r.submitted_at_ms},
+          {"modify_index", r.mod_revision}};
 }
 
 json JobDetail(const jobs::JobRecord& r) {

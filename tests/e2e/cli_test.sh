@@ -93,8 +93,9 @@ check "events stream reports the new version" wait_for 30 grep -q '"key":"web"' 
 kill "$EVENTS_PID" 2>/dev/null
 wait "$EVENTS_PID" 2>/dev/null
 EVENTS_PID=""
-out=$(curl -s -N --max-time 5 "http://$BERTH_ADDR/v1/events?index=1&topic=jobs" || true)
-check "events from index 1 replay history" contains "$out" '"version":1'
+idx=$("$BERTH" job status web --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["modify_index"])')
+out=$(curl -s -N --max-time 5 "http://$BERTH_ADDR/v1/events?index=$idx&topic=jobs" || true)
+check "events from the job's modify_index replay that version" contains "$out" '"version":3'
 
 # --- bad input -----------------------------------------------------------------------------
 printf 'name: bad\ngroups:\n  - name: g\n    count: [1\n' >"$TMP/bad.yml"
