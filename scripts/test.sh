@@ -39,7 +39,8 @@ fi
 
 echo "== tests (ASan + UBSan build, unit tests)"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DBERTH_SANITIZE=ON >/dev/null
-cmake --build build-asan -j"$JOBS"
+# Only the unit-test binaries (target unit_tests): they are what this build runs.
+cmake --build build-asan -j"$JOBS" --target unit_tests
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -L unit -j"$JOBS"
 
