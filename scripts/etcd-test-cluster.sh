@@ -8,6 +8,7 @@
 #   etcd-test-cluster.sh stop DIR           kill every member (by recorded pid), remove the data
 #   etcd-test-cluster.sh kill-member DIR N  SIGKILL member N (1..3) of the 3-member cluster
 #   etcd-test-cluster.sh start-member DIR N start member N again on its old data (it rejoins)
+# (N = 0 means the single member: killed and restarted on its old data the same way.)
 # ("DIR CMD [N]" works too, which is how the tests call it through $BERTH_TEST_ETCD_CTL.)
 #
 # Elections are made fast (heartbeat 50 ms, election timeout 500 ms) since loopback is quick.
@@ -63,7 +64,7 @@ start_single() {
     --initial-cluster "single=http://$HOST:$SINGLE_PEER" \
     --initial-cluster-token berth-test-1 --initial-cluster-state new \
     --heartbeat-interval=50 --election-timeout=500 \
-    </dev/null >"$DIR/single/etcd.log" 2>&1 &
+    </dev/null >>"$DIR/single/etcd.log" 2>&1 &
   echo $! >"$DIR/single.pid"
 }
 
@@ -90,7 +91,7 @@ stop_all() {
 }
 
 member_arg() {
-  [[ ${1:-} =~ ^[123]$ ]] || { echo "member must be 1, 2 or 3" >&2; exit 2; }
+  [[ ${1:-} =~ ^[0123]$ ]] || { echo "member must be 1, 2 or 3 (or 0: the single member)" >&2; exit 2; }
 }
 
 [[ $# -ge 2 ]] || usage
@@ -126,10 +127,16 @@ ENV
     ;;
   kill-member)
     member_arg "${1:-}"
-    kill_pidfile "$DIR/m$1.pid"
+    if [[ $1 == 0 ]]; then kill_pidfile "$DIR/single.pid"; else kill_pidfile "$DIR/m$1.pid"; fi
     ;;
   start-member)
     member_arg "${1:-}"
+    if [[ $1 == 0 ]]; then
+      [[ -d $DIR/single/data ]] || { echo "no single member under $DIR; run start first" >&2; exit 1; }
+      start_single
+      wait_healthy $SINGLE_CLIENT
+      exit 0
+    fi
     [[ -d $DIR/m$1/data ]] || { echo "member $1 has no data under $DIR; run start first" >&2; exit 1; }
     start_member "$1"
     wait_healthy "2379$1"

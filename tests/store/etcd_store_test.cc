@@ -248,14 +248,14 @@ class EtcdClusterTest : public ::testing::Test {
            "scripts/test.sh (starts etcd)";
   }
   void TearDown() override {
-    if (killed_ != 0) Ctl("start-member", killed_);  // leave the cluster whole for others
+    if (killed_ >= 0) Ctl("start-member", killed_);  // leave the cluster whole for others
   }
 
   bool Ctl(const std::string& command, int member) {
     std::string cmd = ctl_ + " " + command + " " + std::to_string(member);
     bool ok = std::system(cmd.c_str()) == 0;
     if (command == "kill-member") killed_ = member;
-    if (command == "start-member" && ok) killed_ = 0;
+    if (command == "start-member" && ok) killed_ = -1;
     return ok;
   }
 
@@ -272,7 +272,7 @@ class EtcdClusterTest : public ::testing::Test {
 
   std::string endpoints_;
   std::string ctl_;
-  int killed_ = 0;
+  int killed_ = -1;  // the member this test killed and has not restarted (0 = the single one)
 };
 
 // Writes `writes` keys under a lease while a watch and a keep-alive loop run; before write i,
@@ -349,7 +349,7 @@ void EtcdClusterTest::WriteThrough(int writes, const std::function<void(int)>& d
   for (int i = 0; i < writes; ++i) {
     disrupt(i);
     if (::testing::Test::HasFatalFailure()) return;
-    if (killed_ != 0) killed = true;
+    if (killed_ >= 0) killed = true;
     std::string key = prefix + "k" + std::to_string(i % 7);
     for (int attempt = 0;; ++attempt) {
       auto put = store->Put(key, std::to_string(i), *lease);
@@ -413,7 +413,7 @@ void EtcdClusterTest::WriteThrough(int writes, const std::function<void(int)>& d
   ::testing::Test::RecordProperty("background_write_errors", background_errors.load());
 
   // A dead member comes back and catches up.
-  if (killed_ != 0) {
+  if (killed_ >= 0) {
     int member = killed_;
     ASSERT_TRUE(Ctl("start-member", member));
     EtcdOptions only_member;
@@ -457,6 +457,47 @@ TEST_F(EtcdClusterTest, SurvivesEachMemberDyingInTurn) {
       ASSERT_TRUE(Ctl("kill-member", 3));
     }
   });
+}
+
+// The single member dies and comes back on its data: the same store (its one channel
+// reconnects) and the same watch carry on, the watch without losing or repeating an event.
+TEST_F(EtcdClusterTest, SingleMemberRestartResumesWatchAndCalls) {
+  std::string endpoint = testing::EnvOr("BERTH_TEST_ETCD");
+  ASSERT_FALSE(endpoint.empty()) << "$BERTH_TEST_ETCD is unset: run through scripts/test.sh";
+  EtcdOptions options;
+  options.endpoints = {endpoint};
+  auto store = OpenEtcdStore(options);
+  ASSERT_TRUE(store.ok());
+  const std::string prefix = UniquePrefix(TestName());
+  auto start = (*store)->Put(prefix + "a", "before");
+  ASSERT_TRUE(start.ok()) << start.status().ToString();
+  WatchLog log;
+  auto watch = (*store)->Watch(prefix, *start, log.Callback());
+  ASSERT_TRUE(watch.ok()) << watch.status().ToString();
+  ASSERT_TRUE(log.WaitForEvents(1));
+
+  ASSERT_TRUE(Ctl("kill-member", 0));
+  auto down = (*store)->Get(prefix + "a");
+  EXPECT_EQ(down.status().code(), Code::kUnavailable) << down.status().ToString();
+  ASSERT_TRUE(Ctl("start-member", 0));
+
+  // The store's own channel must find the member again (no new store).
+  ASSERT_TRUE(Eventually([&] { return (*store)->Put(prefix + "b", "after").ok(); }));
+  ASSERT_TRUE((*store)->Put(prefix + "c", "end").ok());
+  ASSERT_TRUE(log.WaitForKey(prefix + "c"));
+
+  WatchLog replay;
+  auto replay_watch = (*store)->Watch(prefix, *start, replay.Callback());
+  ASSERT_TRUE(replay_watch.ok());
+  ASSERT_TRUE(replay.WaitForKey(prefix + "c"));
+  auto live = log.events();
+  auto truth = replay.events();
+  ASSERT_EQ(live.size(), truth.size());
+  for (size_t i = 0; i < live.size(); ++i) {
+    EXPECT_EQ(live[i].kv.key, truth[i].kv.key) << i;
+    EXPECT_EQ(live[i].kv.mod_revision, truth[i].kv.mod_revision) << i;
+  }
+  EXPECT_TRUE(log.finals().empty());
 }
 
 }  // namespace
