@@ -44,7 +44,8 @@ struct RangeResult {
 };
 
 // One condition of a transaction, evaluated atomically with its operations.
-// A key that does not exist has version, create and mod revision 0 and an empty value.
+// A key that does not exist has version, create and mod revision 0; any kValue compare on a
+// missing key is false, whatever the operator (as in etcd).
 struct Compare {
   enum class Target { kValue, kVersion, kCreateRevision, kModRevision };
   enum class Op { kEqual, kNotEqual, kLess, kGreater };
