@@ -163,10 +163,12 @@ if [[ "$MODE" == "dev" ]]; then
   rc=$?
   check "--dev refuses a non-loopback address: $out" \
     bash -c '[[ $1 -ne 0 ]] && grep -q loopback <<<"$2"' _ "$rc" "$out"
+  rm -f "$TMP/data/api.addr"
   "$BERTH" agent "${AGENT_ARGS[@]}" >"$TMP/second.log" 2>&1 &
   first=$!
-  wait_for 30 test -s "$TMP/data/api.addr"
-  out=$("$BERTH" agent "${AGENT_ARGS[@]}" 2>&1)
+  wait_for 60 test -s "$TMP/data/api.addr"
+  # (timeout only guards the test run against a lock that failed to hold)
+  out=$(timeout 60 "$BERTH" agent "${AGENT_ARGS[@]}" 2>&1)
   check "a second agent on the same data dir is refused: $out" contains "$out" "in use"
   kill "$first" 2>/dev/null
   wait "$first" 2>/dev/null
