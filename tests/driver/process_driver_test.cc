@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 namespace berth::driver {
 namespace {
@@ -304,6 +305,38 @@ TEST_F(ProcessDriverTest, ReadoptsRunningTaskAfterRestart) {
   EXPECT_EQ(st->state, TaskState::kRunning);
   ASSERT_TRUE(driver_->Stop((*listed)[0], kLong).ok());
   EXPECT_EQ(driver_->Inspect(h)->state, TaskState::kExited);
+}
+
+TEST_F(ProcessDriverTest, ReportsTaskThatExitedWhileAgentWasDown) {
+  std::string go = root_ + "/go";
+  TaskHandle h = MustStart(
+      Request("/bin/sh", {"-c", "while [ ! -e " + go + " ]; do sleep 0.01; done; exit 3"}));
+  driver_.reset();
+  { std::ofstream(go) << "go"; }
+  driver_ = NewDriver();
+  auto listed = driver_->List();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0], h);
+  // Still this test process's child, so the code is known.
+  EXPECT_EQ(driver_->Wait(h, kLong).value_or(-2), 3);
+  EXPECT_EQ(driver_->Inspect(h)->state, TaskState::kExited);
+  ASSERT_TRUE(driver_->Remove(h).ok());
+  EXPECT_TRUE(driver_->List()->empty());
+}
+
+TEST_F(ProcessDriverTest, ConcurrentWaitersAllSeeTheExitCode) {
+  std::string go = root_ + "/go";
+  TaskHandle h = MustStart(
+      Request("/bin/sh", {"-c", "while [ ! -e " + go + " ]; do sleep 0.01; done; exit 5"}));
+  std::vector<int> codes(4, -2);
+  std::vector<std::thread> waiters;
+  for (size_t i = 0; i < codes.size(); ++i) {
+    waiters.emplace_back([&, i] { codes[i] = driver_->Wait(h, kLong).value_or(-3); });
+  }
+  { std::ofstream(go) << "go"; }
+  for (auto& t : waiters) t.join();
+  for (int code : codes) EXPECT_EQ(code, 5);  // reaped once, recorded for all
 }
 
 TEST_F(ProcessDriverTest, ExitOfNonChildIsReportedWithUnknownCode) {
