@@ -460,10 +460,12 @@ Result<TaskHandle> ProcessDriver::Start(const StartRequest& request) {
   int err_fd = OpenHigh(err_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
   int null_fd = OpenHigh("/dev/null", O_RDONLY);
   int report[2] = {-1, -1};
-  bool fds_ok = out_fd >= 0 && err_fd >= 0 && null_fd >= 0 && pipe2(report, O_CLOEXEC) == 0;
+  int go[2] = {-1, -1};
+  bool fds_ok = out_fd >= 0 && err_fd >= 0 && null_fd >= 0 && pipe2(report, O_CLOEXEC) == 0 &&
+                pipe2(go, O_CLOEXEC) == 0;
   int open_err = errno;
   auto close_fds = [&] {
-    for (int fd : {out_fd, err_fd, null_fd, report[0], report[1], cgroup_procs}) {
+    for (int fd : {out_fd, err_fd, null_fd, report[0], report[1], go[0], go[1], cgroup_procs}) {
       if (fd >= 0) close(fd);
     }
   };
@@ -474,7 +476,9 @@ Result<TaskHandle> ProcessDriver::Start(const StartRequest& request) {
                        "/logs: " + ErrnoText(open_err));
   }
 
-  // Child failure report: {stage, errno}. Stage 1 = chdir, 2 = execve.
+  // The child waits on `go` until its state file is written, so an agent that dies in between
+  // never leaves a task it does not know about (the child sees EOF and exits without exec'ing).
+  // It then reports a failure on `report` as {stage, errno}: stage 1 = chdir, 2 = execve.
   pid_t pid = fork();
   if (pid < 0) {
     int err = errno;
@@ -486,6 +490,7 @@ Result<TaskHandle> ProcessDriver::Start(const StartRequest& request) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
+    close(go[1]);
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);  // SIG_IGN survives exec
@@ -499,6 +504,12 @@ Result<TaskHandle> ProcessDriver::Start(const StartRequest& request) {
     dup2(err_fd, 2);
     // Descriptors other agent threads opened without O_CLOEXEC must not leak into the task.
     close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    char go_byte = 0;
+    ssize_t go_n = 0;
+    do {
+      go_n = read(go[0], &go_byte, 1);
+    } while (go_n < 0 && errno == EINTR);
+    if (go_n != 1) _exit(127);
     int msg[2] = {1, 0};
     if (chdir(workdir.c_str()) == 0) {
       execve(path.c_str(), argv.data(), envp.data());
@@ -511,6 +522,38 @@ Result<TaskHandle> ProcessDriver::Start(const StartRequest& request) {
   }
   close(report[1]);
   report[1] = -1;
+  close(go[0]);
+  go[0] = -1;
+  auto abandon = [&](Status status) -> Status {
+    close_fds();  // closing `go` unread makes the child exit without exec'ing
+    int ignored = 0;
+    while (waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {
+    }
+    if (!record.cgroup.empty()) rmdir(record.cgroup.c_str());
+    return status;
+  };
+
+  // The start time is fixed at fork, and the child (at worst a zombie) is ours: /proc has it.
+  auto st = ReadProcStat(pid);
+  if (!st) {
+    return abandon(Internal("process driver: cannot read /proc/" + std::to_string(pid) + "/stat"));
+  }
+  record.pid = pid;
+  record.start_time = st->start_time;
+  record.handle.id = std::to_string(pid) + ":" + std::to_string(st->start_time);
+  record.started_at_ms = options_.clock->WallMillis();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Status saved = Save(record);
+    if (!saved.ok()) return abandon(saved);
+  }
+  ssize_t go_n = 0;
+  do {
+    go_n = write(go[1], "g", 1);
+  } while (go_n < 0 && errno == EINTR);
+  close(go[1]);
+  go[1] = -1;
+
   int msg[2] = {0, 0};
   size_t got = 0;
   while (got < sizeof(msg)) {
@@ -519,44 +562,20 @@ Result<TaskHandle> ProcessDriver::Start(const StartRequest& request) {
     if (n <= 0) break;
     got += static_cast<size_t>(n);
   }
-  close_fds();
-  if (got > 0) {
-    int ignored = 0;
-    while (waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {
-    }
-    if (!record.cgroup.empty()) rmdir(record.cgroup.c_str());
-    int err = msg[1];
+  if (got > 0 || go_n != 1) {
     std::string what = msg[0] == 1 ? "chdir " + workdir : "exec \"" + request.command + "\"";
-    std::string text = "process driver: " + what + ": " + ErrnoText(err);
-    if (err == ENOENT) return NotFound(text);
-    if (err == EACCES || err == EPERM) return PermissionDenied(text);
-    return Internal(text);
-  }
-
-  // The start time is fixed at fork, and the child (at worst a zombie) is ours: /proc has it.
-  auto st = ReadProcStat(pid);
-  if (!st) {
-    kill(pid, SIGKILL);
-    int ignored = 0;
-    waitpid(pid, &ignored, 0);
-    return Internal("process driver: cannot read /proc/" + std::to_string(pid) + "/stat");
-  }
-  record.pid = pid;
-  record.start_time = st->start_time;
-  record.handle.id = std::to_string(pid) + ":" + std::to_string(st->start_time);
-  record.started_at_ms = options_.clock->WallMillis();
-  Status saved;
-  {
+    std::string text = "process driver: " + what + ": " + ErrnoText(msg[1]);
+    Status failed = msg[1] == ENOENT                      ? NotFound(text)
+                    : msg[1] == EACCES || msg[1] == EPERM ? PermissionDenied(text)
+                                                          : Internal(text);
+    if (got == 0) {
+      failed = Internal("process driver: cannot release the child of " + record.handle.id);
+    }
     std::lock_guard<std::mutex> lock(mu_);
-    saved = Save(record);
+    unlink(StatePath(record.handle.id).c_str());
+    return abandon(failed);
   }
-  if (!saved.ok()) {
-    // A task we could not record would be orphaned on restart: do not leave it running.
-    killpg(pid, SIGKILL);
-    int ignored = 0;
-    waitpid(pid, &ignored, 0);
-    return saved;
-  }
+  close_fds();
   return record.handle;
 }
 

@@ -6,7 +6,9 @@
 // a default PATH if the request has none) and the task directory as default working directory.
 // A missing or non-executable command is reported synchronously (kNotFound /
 // kPermissionDenied naming it) through a close-on-exec pipe on which the child writes errno if
-// execve fails. Processes are never tied to the agent's life (no PR_SET_PDEATHSIG).
+// execve fails. The child execs only once its state file exists (it waits on a pipe that the
+// agent writes after saving it), so no task ever runs unrecorded. Processes are never tied to
+// the agent's life (no PR_SET_PDEATHSIG).
 //
 // Handles are "<pid>:<starttime>", starttime being field 22 of /proc/<pid>/stat, so a recycled
 // pid never passes for our task. Each task has a JSON state file `<state_dir>/<pid>_<start>.json`
@@ -55,7 +57,9 @@ struct ProcessDriverOptions {
   std::string state_dir;  // where per-task state files live (created if absent)
   int64_t log_max_bytes = 10 << 20;
   int log_max_files = 3;
-  ClockPtr clock;  // default: SystemClock
+  // Timestamps, and the deadlines of Wait and of Stop's grace (a paused clock makes them wait
+  // for the exit). Default: SystemClock.
+  ClockPtr clock;
   // Where per-task cgroups are created; its file system must be cgroup2.
   std::string cgroup_root = "/sys/fs/cgroup/berth";
   // How often the maintenance thread rotates logs and reaps children; zero = no thread (call
