@@ -253,6 +253,42 @@ TEST_F(ProcessDriverTest, StopKillsProcessThatIgnoresTerm) {
   EXPECT_EQ(st->exit_code, 128 + SIGKILL);
 }
 
+// True once `pid` is gone or a zombie (killed, waiting for whoever reaps orphans).
+bool Ended(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return true;
+  return line.substr(line.rfind(')') + 2, 1) == "Z";
+}
+
+TEST_F(ProcessDriverTest, StopSignalsTheWholeGroup) {
+  std::string pid_file = root_ + "/pid";
+  TaskHandle h =
+      MustStart(Request("/bin/sh", {"-c", "sleep 600 & echo $! > " + pid_file + ".tmp; mv " +
+                                              pid_file + ".tmp " + pid_file + "; wait"}));
+  while (!fs::exists(pid_file)) std::this_thread::yield();
+  int child = std::stoi(ReadAll(pid_file));
+  ASSERT_TRUE(driver_->Stop(h, kLong).ok());
+  // The shell's own child got the group's signal too; the kernel delivers it at once, but
+  // the child may need a moment to be scheduled and die.
+  while (!Ended(child)) std::this_thread::yield();
+}
+
+TEST_F(ProcessDriverTest, MaintenanceThreadRotatesLogs) {
+  ProcessDriverOptions options;
+  options.state_dir = root_ + "/state";
+  options.log_max_bytes = 10;
+  options.maintenance_interval = milliseconds(1);
+  auto driver = ProcessDriver::Create(std::move(options));
+  ASSERT_TRUE(driver.ok());
+  driver_ = std::move(driver).value();
+  TaskHandle h = MustStart(Request("/bin/sh", {"-c", "echo more-than-ten-bytes"}));
+  std::string rotated = task_dir_ + "/logs/main.stdout.1";
+  while (!fs::exists(rotated)) std::this_thread::yield();
+  driver_.reset();  // joins the thread
+  EXPECT_EQ(ReadAll(rotated), "more-than-ten-bytes\n");
+}
+
 TEST_F(ProcessDriverTest, StopEndsCooperativeProcessWithTerm) {
   TaskHandle h = MustStart(Request("/bin/sleep", {"600"}));
   ASSERT_TRUE(driver_->Stop(h, kLong).ok());
