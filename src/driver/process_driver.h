@@ -26,7 +26,8 @@
 // is down or restarting, and no agent thread sits in the data path. Rotation is copy-truncate
 // (to .1, .2, ... up to log_max_files), done by RotateLogs() — called from a maintenance thread
 // every `maintenance_interval`, or directly. The price of copy-truncate: a write landing
-// between the copy and the truncate is lost.
+// between the copy and the truncate is lost, and Logs(follow) may skip output written around a
+// rotation.
 //
 // cgroups: when a task asks for memory or CPU limits and `cgroup_root`'s file system is cgroup2
 // and writable, the task gets its own child cgroup (memory.max, cpu.weight) which the child joins
