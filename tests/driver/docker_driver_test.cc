@@ -9,6 +9,7 @@
 #include <utility>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -387,6 +388,52 @@ TEST_F(DockerDriverTest, HostPortInUseIsAClearError) {
   ASSERT_TRUE(driver_->Kill(*a).ok());
   ASSERT_TRUE(driver_->Wait(*a, kDeadline).ok());
   ASSERT_TRUE(driver_->Remove(*a).ok());
+}
+
+TEST_F(DockerDriverTest, HostPortHeldByAnotherProcessIsAClearError) {
+  // A listener outside Docker: the engine's userland proxy cannot bind the port.
+  net::io_context ioc;
+  net::ip::tcp::acceptor listener(ioc,
+                                  net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+  const int port = listener.local_endpoint().port();
+  auto r = Request("web3", {"httpd", "-f", "-p", "8080", "-h", "/www"});
+  r.ports = {{.name = "http", .host_port = port, .container_port = 8080}};
+  auto h = driver_->Start(r);
+  if (h.ok()) {
+    // Only an engine with its userland proxy (the default) binds host ports itself; with
+    // --userland-proxy=false it cannot see the conflict.
+    EXPECT_TRUE(driver_->Kill(*h).ok());
+    EXPECT_TRUE(driver_->Wait(*h, kDeadline).ok());
+    EXPECT_TRUE(driver_->Remove(*h).ok());
+    GTEST_SKIP() << "the engine published port " << port
+                 << " that another process holds (userland proxy disabled?)";
+  }
+  EXPECT_EQ(h.status().code(), Code::kFailedPrecondition) << h.status().ToString();
+  EXPECT_NE(h.status().message().find("host port " + std::to_string(port)), std::string::npos)
+      << h.status().message();
+}
+
+TEST_F(DockerDriverTest, MountsAndLimitsReachTheContainer) {
+  const std::string dir = ::testing::TempDir() + "berth-docker-mount-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/greeting") << "from the host\n";
+  auto r = Request("mount", {"sh", "-c", "cat /data/greeting; echo x > /data/new || echo ro >&2"});
+  r.volumes = {{.source = dir, .target = "/data", .read_only = true}};
+  r.memory_bytes = 64 << 20;
+  r.cpu_shares = 256;
+  auto h = driver_->Start(r);
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  auto code = driver_->Wait(*h, kDeadline);
+  ASSERT_TRUE(code.ok()) << code.status().ToString();
+  EXPECT_EQ(Logs(*h, true, false), "from the host\n");
+  EXPECT_NE(Logs(*h, false, true).find("ro"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/new"));
+  auto doc = driver_->client().InspectContainer(h->id);
+  ASSERT_TRUE(doc.ok());
+  EXPECT_EQ((*doc)["HostConfig"]["Memory"], 64 << 20);
+  EXPECT_EQ((*doc)["HostConfig"]["CpuShares"], 256);
+  ASSERT_TRUE(driver_->Remove(*h).ok());
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(DockerDriverTest, ListFindsExactlyTheStartedContainers) {
