@@ -27,7 +27,7 @@ test-fast: deps
 	@BERTH_TEST_FAST=1 scripts/test.sh
 
 bench: build
-	@bench/store_vs_etcd.sh
+	@BUILD_DIR=$(CURDIR)/$(BUILD) bench/store_vs_etcd.sh
 
 fuzz: deps
 	@scripts/fuzz.sh $(or $(SECONDS),60)
