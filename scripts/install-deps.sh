@@ -12,7 +12,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   etcd-server etcd-client
   clang libclang-rt-14-dev
-  curl procps python3 busybox-static
+  curl procps python3 busybox-static docker.io
 )
 
 missing=()

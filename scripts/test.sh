@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every berth test. Starts (and afterwards stops) real etcd clusters on loopback:
 # one single-member and one 3-member cluster. Then:
-#   1. the normal build: unit tests, store conformance (embedded + etcd), end-to-end CLI tests
+#   1. the normal build: unit tests, driver tests against a real dockerd (started here if none
+#      answers), store conformance (embedded + etcd), end-to-end CLI tests
 #   2. an ASan+UBSan build running the unit tests
 #   3. a short libFuzzer run of every fuzz target
 #   4. a clang-format check
@@ -19,9 +20,14 @@ echo "== build"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$JOBS"
 
-echo "== etcd clusters"
+echo "== etcd clusters and Docker Engine"
 scripts/etcd-test-cluster.sh stop "$RUN/etcd" >/dev/null 2>&1 || true
-trap 'scripts/etcd-test-cluster.sh stop "$RUN/etcd" >/dev/null 2>&1 || true' EXIT
+cleanup() {
+  scripts/etcd-test-cluster.sh stop "$RUN/etcd" >/dev/null 2>&1 || true
+  scripts/docker-test-engine.sh stop "$RUN/docker" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+scripts/docker-test-engine.sh start "$RUN/docker"
 scripts/etcd-test-cluster.sh start "$RUN/etcd"
 # shellcheck disable=SC1091
 . "$RUN/etcd/env"
@@ -30,7 +36,8 @@ export BERTH_BIN=$ROOT/build/src/berth
 
 echo "== tests (normal build)"
 # Tests that share the etcd clusters (and kill members of one) run one at a time.
-ctest --test-dir build --output-on-failure -LE etcd -j"$JOBS"
+ctest --test-dir build --output-on-failure -LE 'etcd|docker' -j"$JOBS"
+ctest --test-dir build --output-on-failure -L docker -j"$JOBS"
 ctest --test-dir build --output-on-failure -L etcd -j1
 
 if [[ "${BERTH_TEST_FAST:-0}" == "1" ]]; then
