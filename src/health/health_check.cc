@@ -415,4 +415,58 @@ bool HealthTracker::Record(const ProbeOutcome& outcome) {
   return state_ != before;
 }
 
+HealthMonitor::HealthMonitor(ProbePtr probe, const spec::HealthCheck& check, ClockPtr clock,
+                             ChangeCallback on_change)
+    : probe_(std::move(probe)),
+      clock_(clock),
+      on_change_(std::move(on_change)),
+      tracker_(check, std::move(clock)) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+HealthMonitor::~HealthMonitor() {
+  Stop();
+}
+
+void HealthMonitor::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+HealthState HealthMonitor::state() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tracker_.state();
+}
+
+std::string HealthMonitor::last_message() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tracker_.last_message();
+}
+
+void HealthMonitor::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    const TimePoint next = tracker_.NextCheckAt();
+    const TimePoint now = clock_->Now();
+    if (now < next) {
+      cv_.wait_for(lock, next - now);
+      continue;  // re-check stopping_ and the clock
+    }
+    lock.unlock();
+    ProbeOutcome outcome = probe_->Run();  // unlocked: state() must not wait for a probe
+    lock.lock();
+    if (stopping_) break;
+    if (tracker_.Record(outcome)) {
+      const HealthState state = tracker_.state();
+      lock.unlock();
+      if (on_change_) on_change_(state, outcome.message);
+      lock.lock();
+    }
+  }
+}
+
 }  // namespace berth::health

@@ -6,16 +6,21 @@
 // it asks a HealthTracker when the next check is due (NextCheckAt), runs the probe, and feeds
 // the outcome back (Record), which reports whether the state changed. The tracker reads time
 // only through the injected Clock, so thresholds and intervals are tested without threads.
+// HealthMonitor is the simplest driver: a thread that runs one probe per interval.
 // Thread-safety: probes hold only immutable configuration, so Run() may be called from any
 // thread, concurrently. A HealthTracker is not synchronized: one owner (one thread or one event
-// loop) drives it.
+// loop) drives it. HealthMonitor's methods are safe from any thread.
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "common/clock.h"
@@ -123,6 +128,37 @@ class HealthTracker {
   int failures_ = 0;
   std::string last_message_;
   TimePoint next_check_at_;
+};
+
+// Runs `probe` on its own thread, first at once and then one interval after each run, feeds a
+// HealthTracker and calls `on_change` (on that thread) after every state change. Waits use real
+// time derived from the clock's Now(); with a ManualClock the tracker logic is better tested
+// directly. Stop() (also run by the destructor) waits for a probe in flight, at most its timeout.
+class HealthMonitor {
+ public:
+  using ChangeCallback = std::function<void(HealthState state, const std::string& message)>;
+
+  HealthMonitor(ProbePtr probe, const spec::HealthCheck& check, ClockPtr clock,
+                ChangeCallback on_change);
+  ~HealthMonitor();
+  HealthMonitor(const HealthMonitor&) = delete;
+  HealthMonitor& operator=(const HealthMonitor&) = delete;
+
+  void Stop();
+  HealthState state() const;
+  std::string last_message() const;
+
+ private:
+  void Loop();
+
+  const ProbePtr probe_;
+  const ClockPtr clock_;
+  const ChangeCallback on_change_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;  // guarded by mu_
+  HealthTracker tracker_;  // guarded by mu_
+  std::thread thread_;     // started last, joined by Stop()
 };
 
 }  // namespace berth::health

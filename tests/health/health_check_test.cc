@@ -2,10 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio.hpp>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace berth::health {
 namespace {
@@ -293,6 +297,55 @@ TEST(HealthTrackerTest, StateNames) {
   EXPECT_EQ(HealthStateName(HealthState::kUnknown), "unknown");
   EXPECT_EQ(HealthStateName(HealthState::kHealthy), "healthy");
   EXPECT_EQ(HealthStateName(HealthState::kUnhealthy), "unhealthy");
+}
+
+// Passes or fails as the test says; counts runs.
+class ScriptedProbe final : public Probe {
+ public:
+  explicit ScriptedProbe(std::shared_ptr<std::atomic<bool>> ok) : ok_(std::move(ok)) {}
+  ProbeOutcome Run() const override { return {ok_->load(), ok_->load() ? "up" : "down", {}}; }
+
+ private:
+  std::shared_ptr<std::atomic<bool>> ok_;
+};
+
+TEST(HealthMonitorTest, ReportsTransitionsAndStops) {
+  auto ok = std::make_shared<std::atomic<bool>>(true);
+  spec::HealthCheck check = Check(1, 2);
+  check.interval = milliseconds(1);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<HealthState> seen;
+  HealthMonitor monitor(std::make_unique<ScriptedProbe>(ok), check, SystemClock::Shared(),
+                        [&](HealthState state, const std::string&) {
+                          std::lock_guard<std::mutex> lock(mu);
+                          seen.push_back(state);
+                          cv.notify_all();
+                        });
+  // Waits for an event, not for time: the cap only keeps a broken build from hanging.
+  auto wait_for_count = [&](size_t n) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(30), [&] { return seen.size() >= n; });
+  };
+  ASSERT_TRUE(wait_for_count(1));
+  ok->store(false);
+  ASSERT_TRUE(wait_for_count(2));
+  monitor.Stop();
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_GE(seen.size(), 2u);
+  EXPECT_EQ(seen[0], HealthState::kHealthy);
+  EXPECT_EQ(seen[1], HealthState::kUnhealthy);
+  EXPECT_EQ(monitor.state(), seen.back());
+}
+
+TEST(HealthMonitorTest, StopBeforeFirstChangeIsClean) {
+  auto ok = std::make_shared<std::atomic<bool>>(false);
+  spec::HealthCheck check = Check(1, 1000);
+  check.interval = milliseconds(60'000);
+  HealthMonitor monitor(std::make_unique<ScriptedProbe>(ok), check, SystemClock::Shared(), nullptr);
+  monitor.Stop();
+  monitor.Stop();  // idempotent
+  EXPECT_EQ(monitor.state(), HealthState::kUnknown);
 }
 
 }  // namespace
