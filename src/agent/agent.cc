@@ -232,6 +232,9 @@ int RunAgent(AgentOptions options, const std::string& version) {
   if (dev) {
     spdlog::warn("dev mode: embedded store in {}, API on loopback only, no authentication",
                  d.opts.data_dir);
+  } else {
+    spdlog::warn("the API has no access control yet: expose {} only to a trusted network",
+                 d.machines->info().api_address);
   }
   int sig = 0;
   sigwait(&set, &sig);
