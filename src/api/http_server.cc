@@ -78,7 +78,7 @@ HttpResponse ErrorResponse(int http_status, std::string_view message) {
   return r;
 }
 
-std::string PercentDecode(std::string_view in) {
+std::string PercentDecode(std::string_view in, bool plus_is_space) {
   std::string out;
   out.reserve(in.size());
   auto hex = [](char c) -> int {
@@ -97,7 +97,7 @@ std::string PercentDecode(std::string_view in) {
         continue;
       }
     }
-    out.push_back(in[i] == '+' ? ' ' : in[i]);
+    out.push_back(plus_is_space && in[i] == '+' ? ' ' : in[i]);
   }
   return out;
 }
@@ -274,8 +274,9 @@ class Session : public std::enable_shared_from_this<Session> {
       auto amp = qs.find('&');
       std::string_view pair = qs.substr(0, amp);
       auto eq = pair.find('=');
-      std::string key = PercentDecode(pair.substr(0, eq));
-      std::string val = eq == std::string_view::npos ? "" : PercentDecode(pair.substr(eq + 1));
+      std::string key = PercentDecode(pair.substr(0, eq), true);
+      std::string val =
+          eq == std::string_view::npos ? "" : PercentDecode(pair.substr(eq + 1), true);
       if (!key.empty()) out[key] = std::move(val);
       if (amp == std::string_view::npos) break;
       qs.remove_prefix(amp + 1);

@@ -97,6 +97,7 @@ class HttpServer {
 HttpResponse ErrorResponse(const Status& status);
 HttpResponse ErrorResponse(int http_status, std::string_view message);
 int HttpStatusFor(Code code);
-std::string PercentDecode(std::string_view in);
+// Decodes %XX escapes; `plus_is_space` also turns '+' into ' ' (query strings only).
+std::string PercentDecode(std::string_view in, bool plus_is_space = false);
 
 }  // namespace berth::api

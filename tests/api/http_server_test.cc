@@ -98,6 +98,11 @@ TEST_F(HttpServerTest, RoutesParamsAndQuery) {
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(r->json["id"], "a b");
   EXPECT_EQ(r->json["q"], "x+y");
+  // '+' means a space in a query string only, never in the path.
+  r = c.Call("GET", "/v1/things/a+b?q=c+d");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->json["id"], "a+b");
+  EXPECT_EQ(r->json["q"], "c d");
 }
 
 TEST_F(HttpServerTest, UnknownRouteAndWrongMethodAreJsonErrors) {
