@@ -118,6 +118,14 @@ def texts(a):
             out += [t.get("message", ""), t.get("health_message", "")]
         out += [e.get("message", "") for e in x.get("events", [])]
     return "\n".join(str(s) for s in out).lower()
+def current(a):
+    # the current messages of allocations and tasks (no event history), lower-cased
+    out = []
+    for x in a:
+        out.append(x.get("message", ""))
+        for t in x.get("tasks", []):
+            out += [t.get("message", ""), t.get("health_message", "")]
+    return "\n".join(str(s) for s in out).lower()
 def all_state(a, n, state):
     return len(a) == n and all(x["state"] == state for x in a)
 '
