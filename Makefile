@@ -28,6 +28,8 @@ test-fast: deps
 
 bench: build
 	@BUILD_DIR=$(CURDIR)/$(BUILD) bench/store_vs_etcd.sh
+	@BUILD_DIR=$(CURDIR)/$(BUILD) bench/start_vs_docker.sh
+	@BUILD_DIR=$(CURDIR)/$(BUILD) bench/agent_rss.sh
 
 fuzz: deps
 	@scripts/fuzz.sh $(or $(SECONDS),60)
