@@ -9,9 +9,13 @@
 #include <filesystem>
 #include <fstream>
 
+#include "agent/dev_placer.h"
+#include "agent/local_reconciler.h"
 #include "agent/machine_registry.h"
 #include "api/api_service.h"
 #include "common/version.h"
+#include "driver/docker_driver.h"
+#include "driver/process_driver.h"
 #include "jobs/job_registry.h"
 
 namespace berth::agent {
@@ -96,7 +100,19 @@ Status ValidateAgentOptions(const AgentOptions& o) {
     if (k.empty()) return InvalidArgument("--meta \"=" + v + "\": empty key");
   }
   if (o.machine_ttl.count() < 1) return InvalidArgument("--machine-ttl must be at least 1s");
+  if (o.port_first < 1 || o.port_last > 65535 || o.port_first > o.port_last) {
+    return InvalidArgument("--port-range " + std::to_string(o.port_first) + "-" +
+                           std::to_string(o.port_last) + ": expected LOW-HIGH within 1-65535");
+  }
+  if (o.dev && !o.publish_ip.empty() && !IsLoopback(o.publish_ip)) {
+    return InvalidArgument("--dev publishes task ports on loopback only; --publish-ip " +
+                           o.publish_ip + " is not a loopback address");
+  }
   return Status::Ok();
+}
+
+namespace {
+Status StartRuntime(Agent::Impl& d);
 }
 
 struct Agent::Impl {
@@ -108,12 +124,54 @@ struct Agent::Impl {
   std::unique_ptr<jobs::JobRegistry> jobs;
   std::unique_ptr<MachineRegistry> machines;
   std::unique_ptr<api::HttpServer> http;
+  std::unique_ptr<driver::ProcessDriver> process_driver;
+  std::unique_ptr<driver::DockerDriver> docker_driver;
+  std::unique_ptr<runtime::PortAllocator> ports;
+  std::unique_ptr<LocalReconciler> reconciler;
+  std::unique_ptr<DevPlacer> placer;
   bool started = false;
 
   ~Impl() {
     if (lock_fd >= 0) close(lock_fd);
   }
 };
+
+namespace {
+
+// The drivers, the port allocator and the local reconciler (plus, in --dev, the placer).
+Status StartRuntime(Agent::Impl& d) {
+  const auto& o = d.opts;
+  driver::ProcessDriverOptions po;
+  po.state_dir = (fs::path(o.data_dir) / "process").string();
+  BERTH_ASSIGN_OR_RETURN(d.process_driver, driver::ProcessDriver::Create(po));
+  driver::DockerDriverOptions dopt;
+  dopt.docker_host = o.docker_host;
+  dopt.publish_ip = o.publish_ip;
+  BERTH_ASSIGN_OR_RETURN(d.docker_driver, driver::DockerDriver::Create(dopt));
+  runtime::PortAllocator::Options popt;
+  popt.address = o.publish_ip;
+  popt.first = o.port_first;
+  popt.last = o.port_last;
+  d.ports = std::make_unique<runtime::PortAllocator>(popt);
+  LocalReconciler::Options ro;
+  ro.machine_id = d.machine_id;
+  ro.alloc_root = (fs::path(o.data_dir) / "allocs").string();
+  ro.check_host = o.publish_ip == "0.0.0.0" ? "127.0.0.1" : o.publish_ip;
+  ro.poll_interval = o.task_poll_interval;
+  std::map<spec::DriverKind, driver::Driver*> drivers{
+      {spec::DriverKind::kProcess, d.process_driver.get()},
+      {spec::DriverKind::kDocker, d.docker_driver.get()}};
+  d.reconciler = std::make_unique<LocalReconciler>(*d.store, d.keys, drivers, *d.ports,
+                                                   SystemClock::Shared(), ro);
+  d.reconciler->Start();
+  if (o.dev) {
+    d.placer = std::make_unique<DevPlacer>(*d.store, d.keys, d.machine_id, SystemClock::Shared());
+    d.placer->Start();
+  }
+  return Status::Ok();
+}
+
+}  // namespace
 
 Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Agent::~Agent() {
@@ -137,6 +195,7 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentOptions o) {
   }
   BERTH_ASSIGN_OR_RETURN(impl->machine_id, ResolveMachineId(o));
   if (o.store_url.empty()) o.store_url = "embedded:" + o.data_dir;
+  if (o.publish_ip.empty()) o.publish_ip = o.dev ? "127.0.0.1" : "0.0.0.0";
   impl->keys = store::Keys(o.key_prefix);
   impl->opts = std::move(o);
   return std::unique_ptr<Agent>(new Agent(std::move(impl)));
@@ -147,6 +206,7 @@ Status Agent::Start() {
   const auto& o = d.opts;
   BERTH_ASSIGN_OR_RETURN(d.store, store::OpenStore(o.store_url, o.store_tls));
   d.jobs = std::make_unique<jobs::JobRegistry>(*d.store, d.keys, SystemClock::Shared());
+  BERTH_RETURN_IF_ERROR(StartRuntime(d));
 
   BERTH_ASSIGN_OR_RETURN(auto api_addr, ParseHostPort(o.api_address, "--api"));
   api::HttpServer::Options http_opts;
@@ -196,6 +256,8 @@ void Agent::Stop() {
   if (!d.started) return;
   d.started = false;
   if (d.http) d.http->Stop();
+  if (d.placer) d.placer->Stop();
+  if (d.reconciler) d.reconciler->Stop();  // tasks keep running
   if (d.machines) d.machines->Stop();
 }
 

@@ -1,6 +1,7 @@
 // Agent: the `berth agent` daemon on one machine. It opens the store, registers the machine
-// under a lease, and serves the HTTP API. (Later parts add the drivers, the local reconciler,
-// the engine and the router; each is started and stopped here, in that order and reverse.)
+// under a lease, runs the allocations assigned to the machine through its drivers (the local
+// reconciler), places jobs on itself in --dev (DevPlacer, until the cluster engine exists), and
+// serves the HTTP API. Stopping the agent leaves tasks running; the next agent re-adopts them.
 // Thread-safety: Start/Stop/Wait from the thread that owns the Agent.
 #pragma once
 
@@ -26,6 +27,15 @@ struct AgentOptions {
   std::string key_prefix = "/berth/";
   std::chrono::seconds machine_ttl{10};
   size_t max_body_bytes = 1 << 20;
+  // Where tasks' host ports are bound ("" = 127.0.0.1 with --dev, else 0.0.0.0), and the range
+  // dynamic host ports come from.
+  std::string publish_ip;
+  int port_first = 20000;
+  int port_last = 32000;
+  std::string docker_host;  // "" = $DOCKER_HOST, else unix:///var/run/docker.sock
+  // How often each allocation's tasks are inspected (exits are also noticed at once when the
+  // driver reports them).
+  std::chrono::milliseconds task_poll_interval{1000};
 };
 
 // Checks flags that do not depend on the machine: addresses parse, --dev binds to loopback, ...
@@ -43,7 +53,11 @@ class Agent {
 
  private:
   friend int RunAgent(AgentOptions options, const std::string& version);
-  struct Impl;
+
+ public:
+  struct Impl;  // implementation detail (public so agent.cc's helpers can name it)
+
+ private:
   explicit Agent(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -23,7 +23,16 @@ class Keys {
   }
   std::string JobVersion(std::string_view name, int64_t version) const;
   std::string Allocs() const { return prefix_ + "allocs/"; }
+  // allocs/<machine>/<id>: what a machine is asked to run.
+  std::string MachineAllocs(std::string_view machine) const {
+    return Allocs() + std::string(machine) + "/";
+  }
+  std::string Alloc(std::string_view machine, std::string_view id) const {
+    return MachineAllocs(machine) + std::string(id);
+  }
   std::string Status() const { return prefix_ + "status/"; }
+  // status/<id>: what the agent running allocation <id> observes.
+  std::string AllocStatus(std::string_view id) const { return Status() + std::string(id); }
   std::string Routes() const { return prefix_ + "routes/"; }
   std::string Secrets() const { return prefix_ + "secrets/"; }
   std::string EngineLeader() const { return prefix_ + "engine/leader"; }
