@@ -58,6 +58,30 @@ bool RunUntil(net::io_context& ioc, Socket& socket, const bool& done,
   return false;
 }
 
+// While alive, a stop requested on `stop` (from any thread) closes `socket` on the thread that
+// runs `ioc`, so the operation pending on it completes at once (aborted). Declare it after
+// the socket, so it is gone before the socket is.
+class CloseOnStop {
+ public:
+  CloseOnStop(std::stop_token stop, net::io_context& ioc, Socket& socket)
+      : callback_(std::move(stop), Close{&ioc, &socket}) {}
+
+ private:
+  struct Close {
+    net::io_context* ioc;
+    Socket* socket;
+    void operator()() const {
+      // post: sockets are not thread-safe, so the close runs where the socket is used. If the
+      // call is over, the handler is dropped with the io_context, unrun.
+      net::post(*ioc, [s = socket] {
+        beast::error_code ignored;
+        s->close(ignored);
+      });
+    }
+  };
+  std::stop_callback<Close> callback_;
+};
+
 std::string EngineMessage(std::string_view body) {
   auto doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (doc.is_object() && doc.contains("message") && doc["message"].is_string()) {
@@ -179,9 +203,13 @@ Status DockerClient::Unreachable(const std::string& why) const {
 Result<DockerResponse> DockerClient::RoundTrip(const std::string& method, const std::string& target,
                                                const std::string& body,
                                                const std::string& content_type,
-                                               std::chrono::milliseconds timeout) {
+                                               std::chrono::milliseconds timeout,
+                                               std::stop_token stop) {
   net::io_context ioc;
   Socket socket(ioc);
+  CloseOnStop close_on_stop(stop, ioc, socket);
+  auto cancelled = [&] { return Cancelled("docker " + method + " " + target + ": cancelled"); };
+  if (stop.stop_requested()) return cancelled();
   const auto deadline = Clock::now() + timeout;
   beast::error_code ec;
   bool done = false;
@@ -191,6 +219,7 @@ Result<DockerResponse> DockerClient::RoundTrip(const std::string& method, const 
   };
   socket.async_connect(net::local::stream_protocol::endpoint(socket_path_), on_done);
   if (!RunUntil(ioc, socket, done, deadline)) return Unreachable("connect timed out");
+  if (stop.stop_requested()) return cancelled();
   if (ec) return Unreachable(ec.message());
 
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
@@ -207,6 +236,7 @@ Result<DockerResponse> DockerClient::RoundTrip(const std::string& method, const 
     return DeadlineExceeded("docker " + method + " " + target + ": no answer within " +
                             std::to_string(timeout.count()) + "ms");
   }
+  if (stop.stop_requested()) return cancelled();
   if (ec) return Unreachable(ec.message());
 
   beast::flat_buffer buffer;
@@ -218,6 +248,7 @@ Result<DockerResponse> DockerClient::RoundTrip(const std::string& method, const 
     return DeadlineExceeded("docker " + method + " " + target + ": no answer within " +
                             std::to_string(timeout.count()) + "ms");
   }
+  if (stop.stop_requested()) return cancelled();
   if (ec)
     return Unreachable("reading the answer to " + method + " " + target + ": " + ec.message());
   DockerResponse out;
@@ -227,11 +258,15 @@ Result<DockerResponse> DockerClient::RoundTrip(const std::string& method, const 
 }
 
 Result<std::string> DockerClient::ApiVersion() {
+  return NegotiateVersion({});
+}
+
+Result<std::string> DockerClient::NegotiateVersion(std::stop_token stop) {
   {
     std::lock_guard lock(mu_);
     if (!api_version_.empty()) return api_version_;
   }
-  BERTH_ASSIGN_OR_RETURN(auto response, RoundTrip("GET", "/version", "", "", timeout_));
+  BERTH_ASSIGN_OR_RETURN(auto response, RoundTrip("GET", "/version", "", "", timeout_, stop));
   if (response.status != 200) return MapEngineError(response.status, response.body, "version");
   auto doc = nlohmann::json::parse(response.body, nullptr, false);
   int major = 0, minor = 0;
@@ -249,8 +284,8 @@ Result<std::string> DockerClient::ApiVersion() {
   return version;
 }
 
-Result<std::string> DockerClient::Prefix() {
-  BERTH_ASSIGN_OR_RETURN(auto version, ApiVersion());
+Result<std::string> DockerClient::Prefix(std::stop_token stop) {
+  BERTH_ASSIGN_OR_RETURN(auto version, NegotiateVersion(std::move(stop)));
   return "/v" + version;
 }
 
@@ -358,20 +393,18 @@ Result<int64_t> DockerClient::WaitContainer(const std::string& id,
   return doc["StatusCode"].get<int64_t>();
 }
 
-Status DockerClient::Logs(const std::string& id, const LogsRequest& request,
-                          const LogFrameDecoder::FrameSink& sink) {
-  BERTH_ASSIGN_OR_RETURN(auto prefix, Prefix());
-  std::string target =
-      prefix + "/containers/" + UrlEncode(id) + "/logs?stdout=" + (request.stdout ? "1" : "0") +
-      "&stderr=" + (request.stderr ? "1" : "0") + "&follow=" + (request.follow ? "1" : "0");
-  if (request.tail_lines >= 0) target += "&tail=" + std::to_string(request.tail_lines);
-
+Status DockerClient::StreamGet(const std::string& target, const std::string& what,
+                               std::optional<std::chrono::milliseconds> body_timeout,
+                               std::stop_token stop, const std::function<void()>& on_open,
+                               const std::function<bool(std::string_view)>& on_data) {
   net::io_context ioc;
   Socket socket(ioc);
-  // Without follow the whole answer is bounded; with follow it lasts as long as the container.
-  std::optional<Clock::time_point> deadline;
-  if (!request.follow) deadline = Clock::now() + timeout_;
-  const auto connect_deadline = Clock::now() + timeout_;
+  CloseOnStop close_on_stop(stop, ioc, socket);
+  // Whatever fails once a stop was requested fails because of it: that is a normal end.
+  if (stop.stop_requested()) return Status::Ok();
+  const auto call_deadline = Clock::now() + timeout_;
+  std::optional<Clock::time_point> body_deadline;
+  if (body_timeout) body_deadline = Clock::now() + *body_timeout;
   beast::error_code ec;
   bool done = false;
   auto on_done = [&](beast::error_code e, auto&&...) {
@@ -379,7 +412,8 @@ Status DockerClient::Logs(const std::string& id, const LogsRequest& request,
     done = true;
   };
   socket.async_connect(net::local::stream_protocol::endpoint(socket_path_), on_done);
-  if (!RunUntil(ioc, socket, done, connect_deadline)) return Unreachable("connect timed out");
+  if (!RunUntil(ioc, socket, done, call_deadline)) return Unreachable("connect timed out");
+  if (stop.stop_requested()) return Status::Ok();
   if (ec) return Unreachable(ec.message());
 
   http::request<http::empty_body> req{http::verb::get, target, 11};
@@ -387,9 +421,10 @@ Status DockerClient::Logs(const std::string& id, const LogsRequest& request,
   req.set(http::field::user_agent, "berth");
   done = false;
   http::async_write(socket, req, on_done);
-  if (!RunUntil(ioc, socket, done, connect_deadline)) {
-    return DeadlineExceeded("logs of container " + id + ": request timed out");
+  if (!RunUntil(ioc, socket, done, call_deadline)) {
+    return DeadlineExceeded(what + ": request timed out");
   }
+  if (stop.stop_requested()) return Status::Ok();
   if (ec) return Unreachable(ec.message());
 
   beast::flat_buffer buffer;
@@ -398,39 +433,103 @@ Status DockerClient::Logs(const std::string& id, const LogsRequest& request,
   parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   done = false;
   http::async_read_header(socket, buffer, parser, on_done);
-  if (!RunUntil(ioc, socket, done, request.follow ? std::optional(connect_deadline) : deadline)) {
-    return DeadlineExceeded("logs of container " + id + ": no answer");
-  }
-  if (ec) return Unreachable("logs of container " + id + ": " + ec.message());
+  if (!RunUntil(ioc, socket, done, call_deadline)) return DeadlineExceeded(what + ": no answer");
+  if (stop.stop_requested()) return Status::Ok();
+  if (ec) return Unreachable(what + ": " + ec.message());
 
   const int status = static_cast<int>(parser.get().result_int());
+  if (status == 200 && on_open) on_open();
   std::string error_body;
-  LogFrameDecoder decoder(sink);
-  bool stopped = false;
   char chunk[16384];
-  while (!parser.is_done() && !stopped) {
+  while (!parser.is_done()) {
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof(chunk);
     done = false;
     http::async_read_some(socket, buffer, parser, on_done);
-    if (!RunUntil(ioc, socket, done, deadline)) {
-      return DeadlineExceeded("logs of container " + id + ": not finished within " +
-                              std::to_string(timeout_.count()) + "ms");
+    if (!RunUntil(ioc, socket, done, body_deadline)) {
+      return DeadlineExceeded(what + ": not finished within " +
+                              std::to_string(body_timeout.value_or(timeout_).count()) + "ms");
     }
+    if (stop.stop_requested()) return Status::Ok();
     if (ec == http::error::need_buffer) ec = {};
-    if (ec) return Unreachable("logs of container " + id + ": " + ec.message());
+    if (ec) return Unreachable(what + ": " + ec.message());
     std::string_view got(chunk, sizeof(chunk) - parser.get().body().size);
     if (status != 200) {
-      error_body.append(got);
+      if (error_body.size() < 64 * 1024) error_body.append(got);
       continue;
     }
-    if (!decoder.Feed(got)) {
-      BERTH_RETURN_IF_ERROR(decoder.status());
-      stopped = true;  // the sink has seen enough; closing the socket ends the stream
-    }
+    // Returning false ends the call; closing the socket (on return) ends the stream.
+    if (!on_data(got)) return Status::Ok();
   }
-  if (status != 200) return MapEngineError(status, error_body, "logs of container " + id);
+  if (status != 200) return MapEngineError(status, error_body, what);
   return Status::Ok();
+}
+
+Status DockerClient::Logs(const std::string& id, const LogsRequest& request,
+                          const LogFrameDecoder::FrameSink& sink) {
+  BERTH_ASSIGN_OR_RETURN(auto prefix, Prefix());
+  std::string target =
+      prefix + "/containers/" + UrlEncode(id) + "/logs?stdout=" + (request.stdout ? "1" : "0") +
+      "&stderr=" + (request.stderr ? "1" : "0") + "&follow=" + (request.follow ? "1" : "0");
+  if (request.tail_lines >= 0) target += "&tail=" + std::to_string(request.tail_lines);
+  LogFrameDecoder decoder(sink);
+  // Without follow the whole answer is bounded; with follow it lasts as long as the container.
+  std::optional<std::chrono::milliseconds> body_timeout;
+  if (!request.follow) body_timeout = timeout_;
+  BERTH_RETURN_IF_ERROR(
+      StreamGet(target, "logs of container " + id, body_timeout, {}, nullptr,
+                [&decoder](std::string_view data) { return decoder.Feed(data); }));
+  return decoder.status();
+}
+
+Status DockerClient::Events(const EventsRequest& request,
+                            const std::function<bool(const nlohmann::json& event)>& sink,
+                            std::stop_token stop) {
+  auto prefix = Prefix(stop);
+  if (!prefix.ok()) return stop.stop_requested() ? Status::Ok() : prefix.status();
+  nlohmann::json filters = nlohmann::json::object();
+  for (const auto& [key, values] : request.filters) filters[key] = values;
+  std::string target = *prefix + "/events";
+  char sep = '?';
+  if (!request.filters.empty()) {
+    target += sep + std::string("filters=") + UrlEncode(filters.dump());
+    sep = '&';
+  }
+  if (request.since_ns > 0) {
+    // "<seconds>.<nanoseconds>", the form the engine parses exactly.
+    std::string nanos = std::to_string(request.since_ns % 1000000000);
+    target += sep + std::string("since=") + std::to_string(request.since_ns / 1000000000) + "." +
+              std::string(9 - nanos.size(), '0') + nanos;
+  }
+
+  // One JSON object per line; a chunk may end anywhere.
+  constexpr size_t kMaxEventBytes = 1 << 20;
+  std::string pending;
+  bool sink_stopped = false;
+  Status stream_error;
+  auto on_data = [&](std::string_view data) {
+    pending.append(data);
+    size_t start = 0;
+    for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1) {
+      auto event = nlohmann::json::parse(std::string_view(pending).substr(start, nl - start),
+                                         nullptr, /*allow_exceptions=*/false);
+      if (!event.is_object()) continue;  // the engine sends none such; never crash on one
+      if (!sink(event)) {
+        sink_stopped = true;
+        return false;
+      }
+    }
+    pending.erase(0, start);
+    if (pending.size() > kMaxEventBytes) {
+      stream_error = Internal("events from " + address_ + ": an event longer than 1 MiB");
+      return false;
+    }
+    return true;
+  };
+  BERTH_RETURN_IF_ERROR(StreamGet(target, "events", std::nullopt, stop, request.on_open, on_data));
+  BERTH_RETURN_IF_ERROR(stream_error);
+  if (sink_stopped || stop.stop_requested()) return Status::Ok();
+  return Unavailable("Docker Engine at " + address_ + " ended the event stream");
 }
 
 Result<nlohmann::json> DockerClient::ListContainers(const std::vector<std::string>& label_filters,

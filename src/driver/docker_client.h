@@ -7,6 +7,9 @@
 // prefixed with /v1.xx. Every call has a deadline; a connection is opened per call, so no
 // state is shared between calls. Engine answers are mapped to berth Status codes by
 // MapEngineError (404 → kNotFound, port in use → kFailedPrecondition naming the port, ...).
+// Two calls stream: Logs and Events. Events (GET /events) has no deadline once open and ends
+// when its std::stop_token is requested from another thread: the connection is then closed at
+// once, so a read blocked on a quiet engine never delays a shutdown.
 // Thread-safety: every method may be called from any thread concurrently (the negotiated
 // version is guarded by a mutex; everything else is per call).
 #pragma once
@@ -18,8 +21,10 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -66,6 +71,19 @@ Status MapEngineError(int http_status, std::string_view body, std::string_view w
 // The host port a "port is already allocated" / "address already in use" message names, or 0.
 int PortFromBindError(std::string_view message);
 
+// What GET /events is asked for.
+struct EventsRequest {
+  // The engine's filters, e.g. {{"type", {"container"}}, {"event", {"die"}},
+  // {"label", {"berth.alloc"}}}: values of one key are alternatives, keys must all match (two
+  // "label" values must both be present).
+  std::map<std::string, std::vector<std::string>> filters;
+  // > 0: first replay the events the engine still holds (its last 256 or so) from this time on,
+  // in ns since the epoch (an event's "timeNano"); then follow live ones. 0: live ones only.
+  int64_t since_ns = 0;
+  // Called once the engine has accepted the stream (HTTP 200), before any event.
+  std::function<void()> on_open;
+};
+
 class DockerClient {
  public:
   // Parses the address; does not connect. kInvalidArgument for tcp:// or a malformed address.
@@ -102,6 +120,17 @@ class DockerClient {
   };
   Status Logs(const std::string& id, const LogsRequest& request,
               const LogFrameDecoder::FrameSink& sink);
+  // GET /events: calls `sink` with each event (one JSON object, e.g. {"Type":"container",
+  // "Action":"die","Actor":{"ID":...,"Attributes":{<labels>,"exitCode":"0",...}},
+  // "timeNano":...}) as the engine sends it; a line that is not a JSON object is skipped. Ok
+  // when `sink` returns false or `stop` is requested (from any thread; the connection is closed
+  // at once). kUnavailable when the engine cannot be reached, drops the connection, or ends the
+  // stream (it does so when it shuts down): callers that follow events reconnect, with
+  // `since_ns` just past the last event seen. A refused request is the mapped engine error.
+  // Connecting and the answer's header have the call deadline; the stream itself has none.
+  Status Events(const EventsRequest& request,
+                const std::function<bool(const nlohmann::json& event)>& sink,
+                std::stop_token stop = {});
   // GET /containers/json?all=1 filtered by labels ("key" or "key=value").
   Result<nlohmann::json> ListContainers(const std::vector<std::string>& label_filters, bool all);
   Result<nlohmann::json> InspectImage(const std::string& image);
@@ -122,11 +151,22 @@ class DockerClient {
   DockerClient(std::string address, std::string socket_path, std::chrono::milliseconds timeout)
       : address_(std::move(address)), socket_path_(std::move(socket_path)), timeout_(timeout) {}
 
-  // One request on a fresh connection, `target` used as is.
+  // One request on a fresh connection, `target` used as is. A requested `stop` closes the
+  // connection and makes it kCancelled.
   Result<DockerResponse> RoundTrip(const std::string& method, const std::string& target,
                                    const std::string& body, const std::string& content_type,
-                                   std::chrono::milliseconds timeout);
-  Result<std::string> Prefix();
+                                   std::chrono::milliseconds timeout, std::stop_token stop = {});
+  Result<std::string> NegotiateVersion(std::stop_token stop);
+  Result<std::string> Prefix(std::stop_token stop = {});
+  // GET `target` (used as is) on a fresh connection, handing the body to `on_data` as it
+  // arrives until it returns false or the body ends (Ok), or `stop` is requested (Ok; the
+  // connection is closed at once). Connecting and the header have the call deadline, the body
+  // `body_timeout` (nullopt: none). `on_open` runs once a 200 header is in; any other answer is
+  // read whole and mapped (MapEngineError, with `what` naming the request).
+  Status StreamGet(const std::string& target, const std::string& what,
+                   std::optional<std::chrono::milliseconds> body_timeout, std::stop_token stop,
+                   const std::function<void()>& on_open,
+                   const std::function<bool(std::string_view)>& on_data);
   Status Unreachable(const std::string& why) const;
   // Checks a JSON-lines progress stream (import, build) for an {"error": ...} entry.
   static Status ProgressError(const std::string& body, std::string_view what);

@@ -1,6 +1,8 @@
 #include "driver/docker_driver.h"
 
+#include <algorithm>
 #include <cctype>
+#include <condition_variable>
 #include <ctime>
 
 namespace berth::driver {
@@ -8,6 +10,9 @@ namespace berth::driver {
 namespace {
 
 constexpr std::string_view kPortLabelPrefix = "berth.port.";
+constexpr char kMachineLabel[] = "berth.machine";
+constexpr std::chrono::milliseconds kMinBackoff{100};
+constexpr std::chrono::milliseconds kMaxBackoff{5000};
 
 std::string PortKey(int container_port) {
   return std::to_string(container_port) + "/tcp";
@@ -78,8 +83,11 @@ Result<std::unique_ptr<DockerDriver>> DockerDriver::Create(DockerDriverOptions o
   return std::unique_ptr<DockerDriver>(new DockerDriver(std::move(client), std::move(options)));
 }
 
-std::string DockerDriver::ContainerName(const StartRequest& request) {
-  std::string name = "berth-" + request.alloc_id + "-" + request.task;
+std::string DockerDriver::ContainerName(const StartRequest& request,
+                                        const std::string& machine_id) {
+  // Container names are engine-wide: machines sharing the engine must not collide.
+  std::string name = "berth-" + (machine_id.empty() ? "" : machine_id + "-") + request.alloc_id +
+                     "-" + request.task;
   for (char& c : name) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') c = '-';
   }
@@ -87,9 +95,13 @@ std::string DockerDriver::ContainerName(const StartRequest& request) {
 }
 
 nlohmann::json DockerDriver::ContainerConfig(const StartRequest& request,
-                                             const std::string& publish_ip) {
+                                             const std::string& publish_ip,
+                                             const std::string& machine_id) {
   nlohmann::json labels = nlohmann::json::object();
   for (const auto& [k, v] : request.labels) labels[k] = v;
+  // Ownership is the driver's to state: a task must not pass for another machine's.
+  labels.erase(kMachineLabel);
+  if (!machine_id.empty()) labels[kMachineLabel] = machine_id;
   labels["berth.job"] = request.job;
   labels["berth.group"] = request.group;
   labels["berth.task"] = request.task;
@@ -140,14 +152,25 @@ nlohmann::json DockerDriver::ContainerConfig(const StartRequest& request,
 
 Result<TaskHandle> DockerDriver::Start(const StartRequest& request) {
   if (request.image.empty()) return InvalidArgument("docker task " + request.task + ": no image");
-  const std::string name = ContainerName(request);
-  const nlohmann::json config = ContainerConfig(request, options_.publish_ip);
+  const std::string name = ContainerName(request, options_.machine_id);
+  const nlohmann::json config = ContainerConfig(request, options_.publish_ip, options_.machine_id);
 
   auto created = client_->CreateContainer(name, config);
   if (!created.ok() && created.status().code() == Code::kAlreadyExists) {
     // Left by an earlier attempt (the agent died between create and start): a running one with
-    // our labels is this task, adopt it; anything else is stale.
+    // our labels is this task, adopt it; anything else is stale. Unless it is another
+    // machine's: that one is not ours to adopt or remove.
     auto existing = client_->InspectContainer(name);
+    if (existing.ok()) {
+      std::string owner = GetString(*existing, {"Config", "Labels", kMachineLabel});
+      if (owner != options_.machine_id) {
+        return AlreadyExists("container " + name + " exists and belongs to " +
+                             (owner.empty() ? std::string("no machine") : "machine " + owner) +
+                             ", not to " +
+                             (options_.machine_id.empty() ? std::string("this driver")
+                                                          : "machine " + options_.machine_id));
+      }
+    }
     if (existing.ok() &&
         GetString(*existing, {"Config", "Labels", "berth.alloc"}) == request.alloc_id &&
         GetString(*existing, {"State", "Status"}) == "running") {
@@ -250,16 +273,87 @@ Status DockerDriver::Logs(const TaskHandle& handle, const LogOptions& options,
 }
 
 Result<std::vector<TaskHandle>> DockerDriver::List() {
-  BERTH_ASSIGN_OR_RETURN(auto containers, client_->ListContainers({"berth.alloc"}, /*all=*/true));
+  std::vector<std::string> filters{"berth.alloc"};
+  const std::string& machine = options_.machine_id;
+  if (!machine.empty()) filters.push_back(std::string(kMachineLabel) + "=" + machine);
+  BERTH_ASSIGN_OR_RETURN(auto containers, client_->ListContainers(filters, /*all=*/true));
   std::vector<TaskHandle> out;
   for (const auto& c : containers) {
     const std::string id = GetString(c, {"Id"});
     const auto* labels = Find(c, {"Labels"});
     if (id.empty() || labels == nullptr) continue;
+    // The engine filtered already; this only guards against one that ignored the filter.
+    if (!machine.empty() && GetString(*labels, {kMachineLabel}) != machine) continue;
     auto handle = HandleFromLabels(id, *labels);
     if (handle.ok()) out.push_back(std::move(handle).value());
   }
   return out;
+}
+
+DockerDriver::~DockerDriver() {
+  SetExitCallback(nullptr);
+}
+
+std::map<std::string, std::vector<std::string>> DockerDriver::ExitEventFilters(
+    const std::string& machine_id) {
+  return {{"type", {"container"}},
+          {"event", {"die"}},
+          {"label",
+           {machine_id.empty() ? std::string("berth.alloc")
+                               : std::string(kMachineLabel) + "=" + machine_id}}};
+}
+
+void DockerDriver::SetExitCallback(std::function<void(const std::string& alloc_id)> callback) {
+  std::lock_guard lock(watcher_mu_);
+  if (callback == nullptr) {
+    if (watcher_.joinable()) {
+      watcher_.request_stop();  // closes the event stream at once
+      watcher_.join();
+    }
+    notifier_.Set(nullptr);
+    return;
+  }
+  notifier_.Set(std::move(callback));
+  if (watcher_.joinable()) return;  // the stream is up (or reconnecting): keep it
+  // Exits from now on, even those before the stream is open: the engine replays them.
+  const int64_t since_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+  watcher_ = std::jthread(
+      [this, since_ns](std::stop_token stop) { WatchExits(std::move(stop), since_ns); });
+}
+
+void DockerDriver::WatchExits(std::stop_token stop, int64_t since_ns) {
+  std::mutex mu;
+  std::condition_variable_any wake;  // waits out the back-off, or a stop
+  auto backoff = kMinBackoff;
+  EventsRequest request;
+  request.filters = ExitEventFilters(options_.machine_id);
+  request.on_open = [&backoff] { backoff = kMinBackoff; };
+  auto on_event = [&](const nlohmann::json& event) {
+    since_ns = std::max(since_ns, GetInt(event, {"timeNano"}) + 1);
+    std::string action = GetString(event, {"Action"});
+    if (action.empty()) action = GetString(event, {"status"});  // engines before API 1.22
+    const auto* attributes = Find(event, {"Actor", "Attributes"});
+    if (action != "die" || attributes == nullptr) return true;
+    // The engine filtered already; this only guards against one that ignored the filter.
+    if (!options_.machine_id.empty() &&
+        GetString(*attributes, {kMachineLabel}) != options_.machine_id) {
+      return true;
+    }
+    std::string alloc_id = GetString(*attributes, {"berth.alloc"});
+    if (!alloc_id.empty()) notifier_.Post(std::move(alloc_id));
+    return true;
+  };
+  while (!stop.stop_requested()) {
+    request.since_ns = since_ns;
+    // Every end but a stop (engine down, restarting, or refusing) is retried after a back-off.
+    client_->Events(request, on_event, stop).IgnoreError();
+    std::unique_lock lock(mu);
+    // The predicate never holds: this waits out the back-off and returns early on a stop.
+    static_cast<void>(wake.wait_for(lock, stop, backoff, [] { return false; }));
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  }
 }
 
 }  // namespace berth::driver

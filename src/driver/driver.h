@@ -5,7 +5,8 @@
 // find the task again after the agent restarts (a container id; for a process, its pid and
 // start time). Everything a driver starts is marked as berth's (container labels berth.job,
 // berth.group, berth.task, berth.alloc; a state file per process) so List() can re-adopt it:
-// none duplicated, none orphaned, none restarted needlessly.
+// none duplicated, none orphaned, none restarted needlessly. Drivers that can tell when a task
+// exits call back through SetExitCallback, so the agent learns of an exit before its next poll.
 // Errors: a missing image is kNotFound naming the image; a host port in use is
 // kFailedPrecondition naming the port; the engine being unreachable is kUnavailable. A driver
 // never crashes on what the engine or the OS says.
@@ -106,6 +107,15 @@ class Driver {
                       const std::function<bool(std::string_view)>& sink) = 0;
   // Every task this driver started on this machine that still exists (running or exited).
   virtual Result<std::vector<TaskHandle>> List() = 0;
+  // Optional: calls `callback(alloc_id)` (from a driver thread, soon after it happens) when a task
+  // of this driver exits, so the agent need not wait for its next poll. The callback must not
+  // block. Replaces any earlier callback; nullptr stops notifications. Default: no notifications.
+  // A notification is a hint to look (Inspect) now, not a record: one may repeat, and one may be
+  // missed (say, while the engine restarts), so the agent keeps polling. Once SetExitCallback
+  // returns, the earlier callback is not running and is not called again; so the callback must
+  // not call SetExitCallback itself.
+  virtual void SetExitCallback(
+      [[maybe_unused]] std::function<void(const std::string& alloc_id)> callback) {}
 };
 using DriverPtr = std::unique_ptr<Driver>;
 

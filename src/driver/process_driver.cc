@@ -258,12 +258,17 @@ ProcessDriver::ProcessDriver(ProcessDriverOptions options) : options_(std::move(
 }
 
 ProcessDriver::~ProcessDriver() {
+  notifier_.Set(nullptr);
   {
     std::lock_guard<std::mutex> lock(maintenance_mu_);
     stopping_ = true;
   }
   maintenance_cv_.notify_all();
   if (maintenance_.joinable()) maintenance_.join();
+}
+
+void ProcessDriver::SetExitCallback(std::function<void(const std::string& alloc_id)> callback) {
+  notifier_.Set(std::move(callback));
 }
 
 void ProcessDriver::MaintenanceLoop() {
@@ -369,6 +374,8 @@ Result<TaskStatus> ProcessDriver::Observe(TaskRecord& record) {
         }
       }
       BERTH_RETURN_IF_ERROR(Save(record));
+      // Only the call that records the exit gets here (under mu_), so each exit is posted once.
+      if (!record.handle.alloc_id.empty()) notifier_.Post(record.handle.alloc_id);
     }
   }
   status.state = TaskState::kExited;

@@ -21,6 +21,14 @@
 // left alone) by every call that looks at them and by the maintenance thread, so none stay
 // zombies for long.
 //
+// Exit notifications (SetExitCallback): whoever first sees a task's end — the maintenance thread
+// or any call that looks at the task (Inspect, Wait, Stop, Logs(follow), RotateLogs) — reaps
+// it, records the exit, and posts the alloc id from the task's state file to an ExitNotifier,
+// which calls the callback from its own thread (never inside the call that saw the exit). The
+// same goes for a re-adopted process seen gone. Nothing watches idle tasks between maintenance
+// rounds, so an exit nobody asks about is reported within `maintenance_interval` (none with
+// interval zero).
+//
 // Logs: the child writes stdout/stderr straight to `<task_dir>/logs/<task>.stdout|.stderr`
 // (O_APPEND). We chose this over a pump thread because the files keep filling while the agent
 // is down or restarting, and no agent thread sits in the data path. Rotation is copy-truncate
@@ -48,6 +56,7 @@
 
 #include "common/clock.h"
 #include "driver/driver.h"
+#include "driver/exit_notifier.h"
 
 namespace berth::driver {
 
@@ -63,8 +72,8 @@ struct ProcessDriverOptions {
   ClockPtr clock;
   // Where per-task cgroups are created; its file system must be cgroup2.
   std::string cgroup_root = "/sys/fs/cgroup/berth";
-  // How often the maintenance thread rotates logs and reaps children; zero = no thread (call
-  // RotateLogs() yourself).
+  // How often the maintenance thread rotates logs and reaps children (and so reports exits to
+  // the exit callback); zero = no thread (call RotateLogs() yourself).
   std::chrono::milliseconds maintenance_interval{5000};
   // How often Wait/Stop/Logs(follow) re-check a process; real time, not the injected clock,
   // because it paces polling of the OS.
@@ -74,7 +83,7 @@ struct ProcessDriverOptions {
 class ProcessDriver final : public Driver {
  public:
   static Result<std::unique_ptr<ProcessDriver>> Create(ProcessDriverOptions options);
-  // Stops the maintenance thread; running tasks keep running.
+  // Stops the maintenance thread and exit notifications; running tasks keep running.
   ~ProcessDriver() override;
 
   std::string_view Name() const override { return "process"; }
@@ -87,6 +96,7 @@ class ProcessDriver final : public Driver {
   Status Logs(const TaskHandle& handle, const LogOptions& options,
               const std::function<bool(std::string_view)>& sink) override;
   Result<std::vector<TaskHandle>> List() override;
+  void SetExitCallback(std::function<void(const std::string& alloc_id)> callback) override;
 
   // Copy-truncates every task's log file larger than log_max_bytes; reaps exited children.
   Status RotateLogs();
@@ -109,6 +119,7 @@ class ProcessDriver final : public Driver {
   std::condition_variable maintenance_cv_;
   bool stopping_ = false;  // guarded by maintenance_mu_
   std::thread maintenance_;
+  ExitNotifier notifier_;
 };
 
 }  // namespace berth::driver

@@ -8,9 +8,12 @@
 
 #include <utility>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -499,6 +502,108 @@ TEST_F(DockerDriverTest, VersionIsNegotiated) {
   auto doc = driver_->client().Version();
   ASSERT_TRUE(doc.ok()) << doc.status().ToString();
   EXPECT_TRUE(doc->contains("ApiVersion"));
+}
+
+std::unique_ptr<DockerDriver> MachineDriver(const std::string& machine_id) {
+  DockerDriverOptions options;
+  options.publish_ip = "127.0.0.1";
+  options.machine_id = machine_id;
+  auto driver = DockerDriver::Create(options);
+  EXPECT_TRUE(driver.ok()) << driver.status().ToString();
+  return driver.ok() ? std::move(driver).value() : nullptr;
+}
+
+bool Lists(DockerDriver& driver, const std::string& alloc_id) {
+  auto list = driver.List();
+  EXPECT_TRUE(list.ok()) << list.status().ToString();
+  if (!list.ok()) return false;
+  return std::any_of(list->begin(), list->end(),
+                     [&](const TaskHandle& t) { return t.alloc_id == alloc_id; });
+}
+
+TEST_F(DockerDriverTest, ListSeesOnlyItsOwnMachinesContainers) {
+  const std::string pid = std::to_string(::getpid());
+  auto a = MachineDriver("a-" + pid);
+  auto b = MachineDriver("b-" + pid);
+  ASSERT_TRUE(a && b);
+  auto h = b->Start(Request("owned", {"sleep", "100000"}));
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  auto doc = driver_->client().InspectContainer(h->id);
+  ASSERT_TRUE(doc.ok()) << doc.status().ToString();
+  EXPECT_EQ((*doc)["Config"]["Labels"]["berth.machine"], "b-" + pid);
+  EXPECT_EQ((*doc)["Name"], "/berth-b-" + pid + "-" + h->alloc_id + "-owned");
+
+  EXPECT_FALSE(Lists(*a, h->alloc_id));
+  EXPECT_TRUE(Lists(*b, h->alloc_id));
+  // A driver without a machine id lists every berth container on the engine.
+  EXPECT_TRUE(Lists(*driver_, h->alloc_id));
+
+  ASSERT_TRUE(b->Kill(*h).ok());
+  ASSERT_TRUE(b->Wait(*h, kDeadline).ok());
+  ASSERT_TRUE(b->Remove(*h).ok());
+  EXPECT_FALSE(Lists(*b, h->alloc_id));
+}
+
+// Collects the alloc ids an exit callback receives.
+class ExitLog {
+ public:
+  std::function<void(const std::string&)> Callback() {
+    return [this](const std::string& alloc_id) {
+      std::lock_guard lock(mu_);
+      ids_.push_back(alloc_id);
+      cv_.notify_all();
+    };
+  }
+  // Waits (up to kDeadline) until `alloc_id` was reported.
+  bool WaitFor(const std::string& alloc_id) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, kDeadline, [&] {
+      return std::find(ids_.begin(), ids_.end(), alloc_id) != ids_.end();
+    });
+  }
+  bool Saw(const std::string& alloc_id) {
+    std::lock_guard lock(mu_);
+    return std::find(ids_.begin(), ids_.end(), alloc_id) != ids_.end();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> ids_;
+};
+
+TEST_F(DockerDriverTest, ExitCallbackHearsOfItsMachinesExitedContainers) {
+  const std::string pid = std::to_string(::getpid());
+  auto mine = MachineDriver("exits-" + pid);
+  auto other = MachineDriver("other-" + pid);
+  ASSERT_TRUE(mine && other);
+  ExitLog mine_log, other_log, any_log;
+  mine->SetExitCallback(mine_log.Callback());
+  other->SetExitCallback(other_log.Callback());
+  driver_->SetExitCallback(any_log.Callback());  // no machine id: every berth container
+
+  // The other machine's container dies first: if the machine filter failed, `mine` would hear
+  // of it before its own (events arrive in order).
+  auto o = other->Start(Request("exits-other", {"true"}));
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_TRUE(other_log.WaitFor(o->alloc_id));
+  // Exits with an error code, after a while: reported all the same.
+  auto h = mine->Start(Request("exits", {"sh", "-c", "sleep 1; exit 3"}));
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  EXPECT_TRUE(mine_log.WaitFor(h->alloc_id));
+  EXPECT_FALSE(mine_log.Saw(o->alloc_id));
+  EXPECT_TRUE(any_log.WaitFor(o->alloc_id));
+  EXPECT_TRUE(any_log.WaitFor(h->alloc_id));
+  auto status = mine->Inspect(*h);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->state, TaskState::kExited);
+  EXPECT_EQ(status->exit_code, 3);
+
+  driver_->SetExitCallback(nullptr);
+  mine->SetExitCallback(nullptr);
+  ASSERT_TRUE(mine->Remove(*h).ok());
+  ASSERT_TRUE(other->Remove(*o).ok());
+  EXPECT_FALSE(other_log.Saw(h->alloc_id));
 }
 
 }  // namespace

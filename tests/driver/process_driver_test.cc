@@ -8,8 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -28,6 +30,34 @@ std::string ReadAll(const std::string& path) {
   out << in.rdbuf();
   return out.str();
 }
+
+// Collects the alloc ids an exit callback receives, and the threads it ran on.
+class ExitLog {
+ public:
+  std::function<void(const std::string&)> Callback() {
+    return [this](const std::string& alloc_id) {
+      std::lock_guard lock(mu_);
+      ids_.push_back(alloc_id);
+      threads_.push_back(std::this_thread::get_id());
+      cv_.notify_all();
+    };
+  }
+  std::vector<std::string> WaitFor(size_t n) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, kLong, [&] { return ids_.size() >= n; });
+    return ids_;
+  }
+  std::vector<std::thread::id> threads() {
+    std::lock_guard lock(mu_);
+    return threads_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> ids_;
+  std::vector<std::thread::id> threads_;
+};
 
 class ProcessDriverTest : public ::testing::Test {
  protected:
@@ -407,10 +437,14 @@ TEST_F(ProcessDriverTest, ExitOfNonChildIsReportedWithUnknownCode) {
   json_replace("\"start_time\": " + shell.id.substr(shell.id.find(':') + 1),
                "\"start_time\": " + start);
   json_replace("\"exited\": true", "\"exited\": false");
+  json_replace("\"alloc_id\": \"alloc1\"", "\"alloc_id\": \"readopted\"");
   std::ofstream(root_ + "/state/" + std::to_string(pid) + "_" + start + ".json") << text;
   TaskHandle h = shell;
   h.id = id;
+  h.alloc_id = "readopted";
 
+  ExitLog exits;
+  driver_->SetExitCallback(exits.Callback());
   EXPECT_EQ(driver_->Inspect(h)->state, TaskState::kRunning);
   ASSERT_TRUE(driver_->Kill(h).ok());
   auto waited = driver_->Wait(h, kLong);
@@ -419,6 +453,43 @@ TEST_F(ProcessDriverTest, ExitOfNonChildIsReportedWithUnknownCode) {
   auto st = driver_->Inspect(h);
   EXPECT_EQ(st->state, TaskState::kExited);
   EXPECT_NE(st->message.find("exit code unknown"), std::string::npos);
+  // Seen gone, though not reaped: reported once, with the alloc id of its state file.
+  EXPECT_EQ(exits.WaitFor(1), std::vector<std::string>{"readopted"});
+}
+
+TEST_F(ProcessDriverTest, ExitCallbackHearsOfEachExitOnceFromItsOwnThread) {
+  ExitLog exits;
+  driver_->SetExitCallback(exits.Callback());
+  StartRequest r = Request("/bin/sh", {"-c", "exit 4"});
+  r.alloc_id = "first";
+  TaskHandle h = MustStart(r);
+  ASSERT_EQ(driver_->Wait(h, kLong).value_or(-2), 4);  // this call reaps it
+  EXPECT_EQ(driver_->Inspect(h)->state, TaskState::kExited);
+  ASSERT_TRUE(driver_->Remove(h).ok());
+  EXPECT_EQ(exits.WaitFor(1), std::vector<std::string>{"first"});
+  // Delivered from the driver's thread, not inside Wait.
+  for (auto id : exits.threads()) EXPECT_NE(id, std::this_thread::get_id());
+
+  // Cleared: an exit is no longer reported.
+  driver_->SetExitCallback(nullptr);
+  r.alloc_id = "unheard";
+  TaskHandle quiet = MustStart(r);
+  ASSERT_EQ(driver_->Wait(quiet, kLong).value_or(-2), 4);
+  ASSERT_TRUE(driver_->Remove(quiet).ok());
+
+  // An exit nobody asks about is found by the maintenance thread.
+  ProcessDriverOptions options;
+  options.state_dir = root_ + "/state";
+  options.maintenance_interval = milliseconds(1);
+  options.cgroup_root = root_ + "/no-cgroup/berth";
+  auto driver = ProcessDriver::Create(std::move(options));
+  ASSERT_TRUE(driver.ok());
+  driver_ = std::move(driver).value();
+  driver_->SetExitCallback(exits.Callback());
+  r.alloc_id = "second";
+  TaskHandle later = MustStart(r);
+  EXPECT_EQ(exits.WaitFor(2), (std::vector<std::string>{"first", "second"}));
+  EXPECT_EQ(driver_->Inspect(later)->exit_code, 4);
 }
 
 TEST_F(ProcessDriverTest, WrongStartTimeIsMissing) {
