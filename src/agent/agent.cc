@@ -147,6 +147,7 @@ Status StartRuntime(Agent::Impl& d) {
   driver::DockerDriverOptions dopt;
   dopt.docker_host = o.docker_host;
   dopt.publish_ip = o.publish_ip;
+  dopt.machine_id = d.machine_id;
   BERTH_ASSIGN_OR_RETURN(d.docker_driver, driver::DockerDriver::Create(dopt));
   runtime::PortAllocator::Options popt;
   popt.address = o.publish_ip;

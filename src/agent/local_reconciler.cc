@@ -35,6 +35,9 @@ LocalReconciler::~LocalReconciler() {
 
 void LocalReconciler::Start() {
   ListDrivers();
+  for (const auto& [kind, d] : drivers_) {
+    if (d != nullptr) d->SetExitCallback([this](const std::string& id) { OnDriverExit(id); });
+  }
   store::PrefixWatcher::Callbacks cb;
   cb.on_list = [this](const store::RangeResult& r) { OnList(r); };
   cb.on_events = [this](const std::vector<store::Event>& e) { OnEvents(e); };
@@ -50,6 +53,9 @@ void LocalReconciler::Start() {
 
 void LocalReconciler::Stop() {
   if (watcher_) watcher_->Stop();
+  for (const auto& [kind, d] : drivers_) {
+    if (d != nullptr) d->SetExitCallback(nullptr);
+  }
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
