@@ -1,11 +1,19 @@
 #include "api/api_service.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
+#include <set>
+#include <tuple>
 
+#include "runtime/alloc.h"
 #include "spec/job_json.h"
 #include "spec/job_parser.h"
 
@@ -105,18 +113,287 @@ HttpResponse ListJobs(const ApiContext& ctx) {
   return Json(out);
 }
 
+// One allocation as the API shows it: the AllocStatus JSON plus "desired".
+struct AllocEntry {
+  std::string id;
+  std::string machine;             // where it runs
+  std::vector<std::string> tasks;  // the group's task names
+  json view;
+};
+
+std::string_view AfterPrefix(std::string_view key, std::string_view prefix) {
+  return key.substr(std::min(prefix.size(), key.size()));
+}
+
+// Every allocation: the union of the alloc records (what machines are asked to run) and the
+// status records (what their agents observe), sorted by job, group, index, id. A record that
+// does not parse is skipped with a warning naming its key; when the other record of the pair
+// is readable the allocation is still listed from that one.
+Result<std::vector<AllocEntry>> ListAllocEntries(const ApiContext& ctx) {
+  auto alloc_kvs = ctx.store->Range(ctx.keys.Allocs());
+  if (!alloc_kvs.ok()) return alloc_kvs.status().Annotate("list allocations");
+  auto status_kvs = ctx.store->Range(ctx.keys.Status());
+  if (!status_kvs.ok()) return status_kvs.status().Annotate("list allocation status");
+
+  std::set<std::string> wanted;  // ids with an alloc record, readable or not
+  std::map<std::string, runtime::Allocation> placed;
+  const std::string alloc_prefix = ctx.keys.Allocs();
+  for (const auto& kv : alloc_kvs->kvs) {
+    std::string_view rel = AfterPrefix(kv.key, alloc_prefix);  // <machine>/<id>
+    auto slash = rel.find('/');
+    if (slash == std::string_view::npos || slash + 1 == rel.size()) {
+      spdlog::warn("api: skipping allocation record {}: key is not allocs/<machine>/<id>", kv.key);
+      continue;
+    }
+    std::string id(rel.substr(slash + 1));
+    wanted.insert(id);
+    auto a = runtime::Allocation::FromJson(json::parse(kv.value, nullptr, false), kv.key);
+    if (!a.ok()) {
+      spdlog::warn("api: skipping unreadable allocation record: {}", a.status().message());
+      continue;
+    }
+    placed.emplace(std::move(id), std::move(*a));
+  }
+
+  std::map<std::string, runtime::AllocStatus> observed;
+  std::map<std::string, std::string> unreadable;  // id -> why its status record is unreadable
+  const std::string status_prefix = ctx.keys.Status();
+  for (const auto& kv : status_kvs->kvs) {
+    std::string id(AfterPrefix(kv.key, status_prefix));
+    auto st = runtime::AllocStatus::FromJson(json::parse(kv.value, nullptr, false), kv.key);
+    if (!st.ok()) {
+      spdlog::warn("api: skipping unreadable allocation status record: {}", st.status().message());
+      unreadable[id] = st.status().message();
+      continue;
+    }
+    observed.emplace(std::move(id), std::move(*st));
+  }
+
+  std::vector<AllocEntry> out;
+  for (auto& [id, st] : observed) {
+    AllocEntry e;
+    e.id = id;
+    e.machine = st.machine;
+    if (auto it = placed.find(id); it != placed.end() && e.machine.empty()) {
+      e.machine = it->second.machine;
+    }
+    for (const auto& t : st.tasks) e.tasks.push_back(t.name);
+    e.view = st.ToJson();
+    e.view["desired"] = wanted.count(id) ? "run" : "stop";
+    out.push_back(std::move(e));
+  }
+  for (auto& [id, a] : placed) {
+    if (observed.count(id)) continue;
+    // Placed, but its agent has reported nothing yet.
+    runtime::AllocStatus st;
+    st.id = a.id;
+    st.job = a.job;
+    st.group = a.group;
+    st.index = a.index;
+    st.machine = a.machine;
+    st.job_version = a.job_version;
+    st.state = runtime::RunState::kPending;
+    st.updated_at_ms = a.created_at_ms;
+    if (auto it = unreadable.find(id); it != unreadable.end()) {
+      st.message = "status record unreadable: " + it->second;
+    }
+    if (const spec::Group* g = a.FindGroup()) {
+      for (const auto& t : g->tasks) {
+        runtime::TaskReport r;
+        r.name = t.name;
+        r.driver = std::string(spec::DriverKindName(t.driver));
+        st.tasks.push_back(std::move(r));
+      }
+    }
+    AllocEntry e;
+    e.id = id;
+    e.machine = a.machine;
+    for (const auto& t : st.tasks) e.tasks.push_back(t.name);
+    e.view = st.ToJson();
+    e.view["desired"] = "run";
+    out.push_back(std::move(e));
+  }
+  auto sort_key = [](const AllocEntry& e) {
+    return std::make_tuple(e.view.value("job", ""), e.view.value("group", ""),
+                           e.view.value("index", 0), e.id);
+  };
+  std::sort(out.begin(), out.end(),
+            [&](const AllocEntry& a, const AllocEntry& b) { return sort_key(a) < sort_key(b); });
+  return out;
+}
+
+// Finds an allocation by id or by a unique prefix of one (an exact id wins).
+Result<AllocEntry> FindAlloc(const ApiContext& ctx, const std::string& id) {
+  BERTH_ASSIGN_OR_RETURN(auto entries, ListAllocEntries(ctx));
+  std::vector<AllocEntry*> matches;
+  for (auto& e : entries) {
+    if (e.id == id) return std::move(e);
+    if (e.id.compare(0, id.size(), id) == 0) matches.push_back(&e);
+  }
+  if (matches.empty()) return NotFound(fmt::format("allocation {} not found", id));
+  if (matches.size() > 1) {
+    constexpr size_t kShown = 10;
+    std::vector<std::string> ids;
+    for (size_t i = 0; i < std::min(kShown, matches.size()); ++i) ids.push_back(matches[i]->id);
+    std::string more =
+        matches.size() > kShown ? fmt::format(" and {} more", matches.size() - kShown) : "";
+    return InvalidArgument(fmt::format("allocation id prefix \"{}\" is ambiguous: {}{}", id,
+                                       fmt::join(ids, ", "), more));
+  }
+  return std::move(*matches[0]);
+}
+
+// The API address of a machine's agent, from its machines/<id> record; "" when the machine is
+// not registered (its lease expired) or its record names no address.
+Result<std::string> MachineApi(const ApiContext& ctx, const std::string& machine) {
+  if (machine.empty()) return std::string();
+  auto kv = ctx.store->Get(ctx.keys.Machine(machine));
+  if (!kv.ok()) return kv.status().Annotate("get machine " + machine);
+  if (!*kv) return std::string();
+  json m = json::parse((*kv)->value, nullptr, false);
+  if (!m.is_object()) return std::string();
+  // MachineInfo stores it as "address"; "api_address" is accepted too.
+  for (const char* field : {"api_address", "address"}) {
+    if (auto it = m.find(field);
+        it != m.end() && it->is_string() && !it->get_ref<const std::string&>().empty()) {
+      return it->get<std::string>();
+    }
+  }
+  return std::string();
+}
+
+HttpResponse ListAllocs(const ApiContext& ctx, const HttpRequest& req) {
+  auto entries = ListAllocEntries(ctx);
+  if (!entries.ok()) return ErrorResponse(entries.status());
+  std::string job = req.Query("job");
+  json out = json::array();
+  for (auto& e : *entries) {
+    if (job.empty() || e.view.value("job", "") == job) out.push_back(std::move(e.view));
+  }
+  return Json(out);
+}
+
+HttpResponse GetAlloc(const ApiContext& ctx, const HttpRequest& req) {
+  auto entry = FindAlloc(ctx, req.params.at("id"));
+  if (!entry.ok()) return ErrorResponse(entry.status());
+  auto api = MachineApi(ctx, entry->machine);
+  if (!api.ok()) return ErrorResponse(api.status());
+  entry->view["machine_api"] = *api;
+  return Json(entry->view);
+}
+
+std::string QueryEncode(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out;
+}
+
+bool QueryFlag(const HttpRequest& req, const std::string& name, bool fallback) {
+  auto it = req.query.find(name);
+  if (it == req.query.end()) return fallback;
+  const std::string& v = it->second;
+  return !(v == "0" || v == "false" || v == "no");
+}
+
+// Streams a task's output. Every refusal is a plain JSON error response; the stream (text)
+// starts only once the logs are being read.
+void StreamAllocLogs(const ApiContext& ctx, const HttpRequest& req, ChunkSink& sink) {
+  auto fail = [&](const Status& st) { sink.Respond(ErrorResponse(st)); };
+  auto entry = FindAlloc(ctx, req.params.at("id"));
+  if (!entry.ok()) return fail(entry.status());
+  const std::string& id = entry->id;
+
+  int64_t tail = -1;
+  if (std::string t = req.Query("tail"); !t.empty() && t != "all") {
+    char* end = nullptr;
+    errno = 0;
+    tail = std::strtoll(t.c_str(), &end, 10);
+    if (end == t.c_str() || *end != '\0' || tail < 0 || errno == ERANGE) {
+      return fail(
+          InvalidArgument("tail must be a non-negative integer or \"all\", got \"" + t + "\""));
+    }
+  }
+  bool follow = QueryFlag(req, "follow", false);
+  bool want_stdout = QueryFlag(req, "stdout", true);
+  bool want_stderr = QueryFlag(req, "stderr", true);
+  if (!want_stdout && !want_stderr) {
+    return fail(InvalidArgument("stdout=0 and stderr=0 leave nothing to show"));
+  }
+
+  std::string task = req.Query("task");
+  std::string names = fmt::format("{}", fmt::join(entry->tasks, ", "));
+  if (task.empty()) {
+    if (entry->tasks.size() != 1) {
+      return fail(InvalidArgument(
+          fmt::format("allocation {} has {} tasks ({}): name one with task=", id,
+                      entry->tasks.size(), names.empty() ? "none reported yet" : names)));
+    }
+    task = entry->tasks[0];
+  } else if (std::find(entry->tasks.begin(), entry->tasks.end(), task) == entry->tasks.end()) {
+    return fail(NotFound(fmt::format("allocation {} has no task {} (tasks: {})", id, task,
+                                     names.empty() ? "none reported yet" : names)));
+  }
+
+  if (ctx.machine_id.empty() || entry->machine != ctx.machine_id) {
+    // Another machine's agent has the logs: send the client there.
+    auto api = MachineApi(ctx, entry->machine);
+    if (!api.ok()) return fail(api.status());
+    if (api->empty()) {
+      return fail(Unavailable(fmt::format(
+          "allocation {} runs on machine {}, which is not registered (down?): its logs are "
+          "out of reach",
+          id, entry->machine.empty() ? "(none)" : entry->machine)));
+    }
+    std::string location = "http://" + *api + "/v1/allocs/" + QueryEncode(id) + "/logs";
+    char sep = '?';
+    for (const auto& [k, v] : req.query) {
+      location += sep + QueryEncode(k) + "=" + QueryEncode(v);
+      sep = '&';
+    }
+    HttpResponse r;
+    r.status = 307;
+    r.headers.emplace_back("Location", location);
+    r.body = json{{"error", fmt::format("allocation {} runs on machine {}: its logs are served "
+                                        "by that machine's agent at {}",
+                                        id, entry->machine, *api)},
+                  {"code", "redirect"},
+                  {"location", location}}
+                 .dump();
+    sink.Respond(std::move(r));
+    return;
+  }
+  if (!ctx.alloc_logs) {
+    return fail(Unavailable("this agent runs no allocations, so it has no logs to show"));
+  }
+  bool started = false;
+  Status st =
+      ctx.alloc_logs(id, task, follow, tail, want_stdout, want_stderr, [&](std::string_view data) {
+        started = true;
+        return sink.Write(data);
+      });
+  if (st.ok()) return;
+  if (!started) return fail(st.Annotate("logs of " + id + "/" + task));
+  // The head is out: all that is left is to say so in the text itself.
+  spdlog::warn("api: logs of {}/{} ended early: {}", id, task, st.ToString());
+  sink.Write("\nberth: logs of " + id + "/" + task + " ended early: " + st.ToString() + "\n");
+}
+
 HttpResponse GetJob(const ApiContext& ctx, const HttpRequest& req) {
   auto rec = ctx.jobs->Get(req.params.at("name"));
   if (!rec.ok()) return ErrorResponse(rec.status());
   json j = JobDetail(*rec);
-  // What the cluster reports for this job's allocations (written by agents and the engine).
+  // What the cluster reports for this job's allocations, as GET /v1/allocs?job= shows them.
+  auto entries = ListAllocEntries(ctx);
+  if (!entries.ok()) return ErrorResponse(entries.status());
   json allocs = json::array();
-  auto status = ctx.store->Range(ctx.keys.Status());
-  if (status.ok()) {
-    for (const auto& kv : status->kvs) {
-      json a = ParseStored(kv.value);
-      if (a.is_object() && a.value("job", "") == rec->name) allocs.push_back(std::move(a));
-    }
+  for (auto& e : *entries) {
+    if (e.view.value("job", "") == rec->name) allocs.push_back(std::move(e.view));
   }
   j["allocations"] = std::move(allocs);
   return Json(j);
@@ -248,6 +525,11 @@ void RegisterApiRoutes(HttpServer& server, const ApiContext& ctx) {
   server.Route("GET", "/v1/jobs/:name/versions",
                [ctx](const HttpRequest& r) { return JobVersions(ctx, r); });
   server.Route("DELETE", "/v1/jobs/:name", [ctx](const HttpRequest& r) { return StopJob(ctx, r); });
+  server.Route("GET", "/v1/allocs", [ctx](const HttpRequest& r) { return ListAllocs(ctx, r); });
+  server.Route("GET", "/v1/allocs/:id", [ctx](const HttpRequest& r) { return GetAlloc(ctx, r); });
+  server.RouteStream(
+      "GET", "/v1/allocs/:id/logs", "text/plain; charset=utf-8",
+      [ctx](const HttpRequest& r, ChunkSink& sink) { StreamAllocLogs(ctx, r, sink); });
   server.RouteStream("GET", "/v1/events", "application/x-ndjson",
                      [ctx](const HttpRequest& r, ChunkSink& sink) { StreamEvents(ctx, r, sink); });
 }

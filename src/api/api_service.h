@@ -11,6 +11,12 @@
 //   GET    /v1/jobs/:name             the current version, with its spec
 //   GET    /v1/jobs/:name/versions    every version, oldest first
 //   DELETE /v1/jobs/:name[?purge=1]   stop (a new version), or purge job and history
+//   GET    /v1/allocs[?job=NAME]      every allocation: its status plus "desired" (run|stop)
+//   GET    /v1/allocs/:id             one allocation (a unique id prefix will do), with the
+//                                     API address of its machine's agent
+//   GET    /v1/allocs/:id/logs[?task=T][&follow=1][&tail=N][&stdout=0][&stderr=0]
+//                                     a task's output as a text stream; 307 to the agent of the
+//                                     machine that runs it when that is not this one
 //   GET    /v1/events[?index=N][&topic=job]
 //                                     a stream of changes, one JSON object per line
 // Errors are JSON {"error": message, "code": name} with the matching HTTP status; docs/api.md
@@ -21,6 +27,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "api/http_server.h"
 #include "jobs/job_registry.h"
@@ -35,6 +42,18 @@ struct ApiContext {
   jobs::JobRegistry* jobs = nullptr;
   std::string version;
   std::function<nlohmann::json()> self_info;  // for /v1/agent/self
+  // This agent's machine id: logs of allocations placed elsewhere are redirected.
+  std::string machine_id;
+  // Streams a task's output for /v1/allocs/:id/logs on this machine; nullptr when this agent
+  // runs no allocations (503). `tail_lines` < 0 means all. Calls `sink` with each piece of
+  // output; sink("") sends the response head without data (call it before waiting for output
+  // in follow mode) and every call returns false once the client has gone: then return. An
+  // error returned before the first output becomes the HTTP status (e.g. kNotFound: 404).
+  // Runs on the stream's own thread; may block for as long as it follows.
+  std::function<Status(const std::string& alloc_id, const std::string& task, bool follow,
+                       int64_t tail_lines, bool want_stdout, bool want_stderr,
+                       const std::function<bool(std::string_view)>& sink)>
+      alloc_logs;
 };
 
 void RegisterApiRoutes(HttpServer& server, const ApiContext& ctx);

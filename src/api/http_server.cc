@@ -1,5 +1,6 @@
 #include "api/http_server.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <spdlog/spdlog.h>
@@ -318,26 +319,68 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.close();
   }
 
+  // Writes synchronously on the stream's own thread. The 200 head goes out with the first
+  // Write (or at Finish), so until then the handler may Respond() with something else.
   class Sink final : public ChunkSink {
    public:
-    Sink(tcp::socket& s, HttpServer::Impl& server) : socket_(s), server_(server) {}
+    Sink(Session& session, const std::string& content_type)
+        : session_(session), content_type_(content_type) {}
     bool Write(std::string_view chunk) override {
-      if (Closed() || chunk.empty()) return !Closed();
+      if (responded_ || Closed()) return false;
+      if (!head_sent_) SendHead();
+      if (chunk.empty() || failed_) return !Closed();
       beast::error_code ec;
-      net::write(socket_, http::make_chunk(net::const_buffer(chunk.data(), chunk.size())), ec);
+      net::write(Socket(), http::make_chunk(net::const_buffer(chunk.data(), chunk.size())), ec);
       if (ec) failed_ = true;
       return !Closed();
     }
-    bool Closed() const override { return failed_ || server_.stopping; }
+    bool Closed() const override { return failed_ || session_.server_->stopping || PeerGone(); }
+    bool Respond(HttpResponse response) override {
+      if (head_sent_ || responded_) return false;
+      responded_ = true;
+      session_.keep_alive_ = false;
+      auto res = session_.Build(std::move(response));
+      beast::error_code ec;
+      http::write(Socket(), res, ec);
+      if (ec) failed_ = true;
+      return !failed_;
+    }
     void Finish() {
+      if (responded_ || failed_) return;
+      if (!head_sent_) SendHead();
       if (failed_) return;
       beast::error_code ec;
-      net::write(socket_, http::make_chunk_last(), ec);
+      net::write(Socket(), http::make_chunk_last(), ec);
     }
 
    private:
-    tcp::socket& socket_;
-    HttpServer::Impl& server_;
+    tcp::socket& Socket() { return session_.stream_.socket(); }
+    void SendHead() {
+      head_sent_ = true;
+      http::response<http::empty_body> head{http::status::ok, 11};
+      head.set(http::field::server, "berth");
+      head.set(http::field::content_type, content_type_);
+      head.set(http::field::cache_control, "no-cache");
+      head.chunked(true);
+      head.keep_alive(false);
+      http::response_serializer<http::empty_body> sr{head};
+      beast::error_code ec;
+      http::write_header(Socket(), sr, ec);
+      if (ec) failed_ = true;
+    }
+    // A client that hung up shows as a hang-up on the socket even while we have nothing to
+    // write (a quiet `logs --follow`), so its stream thread does not linger until the next write.
+    bool PeerGone() const {
+      pollfd p{};
+      p.fd = session_.stream_.socket().native_handle();
+      p.events = POLLRDHUP;
+      return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+    }
+
+    Session& session_;
+    const std::string& content_type_;
+    bool head_sent_ = false;
+    bool responded_ = false;
     bool failed_ = false;
   };
 
@@ -365,24 +408,16 @@ class Session : public std::enable_shared_from_this<Session> {
   // Runs on the stream's own thread; the session has no asynchronous operation pending, so
   // using its socket synchronously here is safe.
   void RunStream(const RouteEntry& route, HttpRequest& req) {
-    auto& sock = stream_.socket();
-    beast::error_code ec;
-    http::response<http::empty_body> head{http::status::ok, 11};
-    head.set(http::field::server, "berth");
-    head.set(http::field::content_type, route.stream_content_type);
-    head.set(http::field::cache_control, "no-cache");
-    head.chunked(true);
-    head.keep_alive(false);
-    http::response_serializer<http::empty_body> sr{head};
-    http::write_header(sock, sr, ec);
-    if (ec) return;
-    Sink sink(sock, *server_);
+    Sink sink(*this, route.stream_content_type);
     try {
       route.stream_handler(req, sink);
     } catch (const std::exception& e) {
       spdlog::error("api: stream handler for {} threw: {}", req.path, e.what());
+      sink.Respond(ErrorResponse(Internal(std::string("handler failed: ") + e.what())));
     }
     sink.Finish();
+    beast::error_code ec;
+    auto& sock = stream_.socket();
     sock.shutdown(tcp::socket::shutdown_both, ec);
     sock.close(ec);
   }

@@ -3,7 +3,7 @@
 // Threading: one Asio io_context run by `io_threads` threads does all socket I/O (one strand per
 // connection). Ordinary handlers may block (they call the store), so they run on a separate
 // pool of `handler_threads`; the response is posted back to the connection's strand. A
-// streaming handler (the event feed) gets a thread of its own for its lifetime and writes
+// streaming handler (the event feed, logs) gets a thread of its own for its lifetime and writes
 // chunks synchronously; at most `max_streams` run at once.
 // Limits: header bytes, body bytes (413), read timeout for a request (slow clients), idle
 // keep-alive timeout. Malformed requests get 400 and the connection is closed.
@@ -45,13 +45,20 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
-// Where a streaming handler writes. Write returns false once the client has gone or the server
-// is stopping; the handler should then return.
+// Where a streaming handler writes. The response head (200, chunked) is sent with the first
+// Write, so a handler can still answer with Respond() until then. Write returns false once the
+// client has gone or the server is stopping; the handler should then return.
 class ChunkSink {
  public:
   virtual ~ChunkSink() = default;
+  // Sends `chunk`; Write("") only sends the head if it has not been sent yet (use it to tell the
+  // client the stream is open before the first data) and reports whether the client is there.
   virtual bool Write(std::string_view chunk) = 0;
+  // True once a write failed, the client hung up, or the server is stopping.
   virtual bool Closed() const = 0;
+  // Answers with a whole response (an error, a redirect) instead of the stream, and closes the
+  // connection. Only before the first Write: returns false (and sends nothing) after it.
+  virtual bool Respond(HttpResponse response) = 0;
 };
 
 class HttpServer {

@@ -84,20 +84,18 @@ Result<ApiResponse> ApiClient::Call(
   return out;
 }
 
-Result<nlohmann::json> ApiClient::CallJson(
-    const std::string& method, const std::string& target, const std::string& body,
-    const std::string& content_type,
-    const std::vector<std::pair<std::string, std::string>>& headers) {
-  BERTH_ASSIGN_OR_RETURN(auto res, Call(method, target, body, content_type, headers));
-  if (res.status >= 200 && res.status < 300) return std::move(res.json);
+namespace {
+
+// Turns a non-2xx answer into a Status carrying the API's error message.
+Status StatusFromResponse(int http_status, const std::string& body, const nlohmann::json& json) {
   std::string msg;
-  if (res.json.is_object() && res.json.contains("error") && res.json["error"].is_string()) {
-    msg = res.json["error"].get<std::string>();
+  if (json.is_object() && json.contains("error") && json["error"].is_string()) {
+    msg = json["error"].get<std::string>();
   } else {
-    msg = "HTTP " + std::to_string(res.status) + (res.body.empty() ? "" : ": " + res.body);
+    msg = "HTTP " + std::to_string(http_status) + (body.empty() ? "" : ": " + body);
   }
   Code code = Code::kInternal;
-  switch (res.status) {
+  switch (http_status) {
     case 400:
       code = Code::kInvalidArgument;
       break;
@@ -128,8 +126,45 @@ Result<nlohmann::json> ApiClient::CallJson(
   return Status(code, msg);
 }
 
+}  // namespace
+
+Result<nlohmann::json> ApiClient::CallJson(
+    const std::string& method, const std::string& target, const std::string& body,
+    const std::string& content_type,
+    const std::vector<std::pair<std::string, std::string>>& headers) {
+  BERTH_ASSIGN_OR_RETURN(auto res, Call(method, target, body, content_type, headers));
+  if (res.status >= 200 && res.status < 300) return std::move(res.json);
+  return StatusFromResponse(res.status, res.body, res.json);
+}
+
 Status ApiClient::Stream(const std::string& target,
                          const std::function<bool(std::string_view)>& on_data) {
+  std::string location;
+  Status st = StreamOnce(target, on_data, &location);
+  if (location.empty()) return st;
+  // Another agent serves this (e.g. the logs of an allocation on its machine).
+  constexpr std::string_view kScheme = "http://";
+  if (location.rfind(kScheme, 0) != 0) {
+    return Unavailable("the agent at " + address_ + " redirected to " + location +
+                       ", which is not an http:// address");
+  }
+  std::string rest = location.substr(kScheme.size());
+  auto slash = rest.find('/');
+  std::string host_port = rest.substr(0, slash);
+  std::string path = slash == std::string::npos ? "/" : rest.substr(slash);
+  ApiClient other(host_port, timeout_);
+  std::string again;
+  st = other.StreamOnce(path, on_data, &again);
+  if (!again.empty()) {
+    return Unavailable("the agent at " + address_ + " redirected to " + host_port +
+                       ", which redirected again (to " + again + "); giving up");
+  }
+  return st;
+}
+
+Status ApiClient::StreamOnce(const std::string& target,
+                             const std::function<bool(std::string_view)>& on_data,
+                             std::string* location) {
   net::io_context ioc;
   tcp::socket socket(ioc);
   beast::error_code ec;
@@ -140,6 +175,7 @@ Status ApiClient::Stream(const std::string& target,
   if (ec) return TransportError(address_, ec);
   http::request<http::empty_body> req{http::verb::get, target, 11};
   req.set(http::field::host, host_);
+  req.set(http::field::user_agent, std::string("berth-cli/") + Version());
   http::write(socket, req, ec);
   if (ec) return TransportError(address_, ec);
 
@@ -147,8 +183,24 @@ Status ApiClient::Stream(const std::string& target,
   http::response_parser<http::empty_body> head_parser;
   http::read_header(socket, buffer, head_parser, ec);
   if (ec) return TransportError(address_, ec);
-  if (head_parser.get().result_int() != 200) {
-    return Unavailable("event stream: HTTP " + std::to_string(head_parser.get().result_int()));
+  int status = static_cast<int>(head_parser.get().result_int());
+  if (status != 200) {
+    // An error or a redirect: a whole (small) response rather than a stream.
+    http::response_parser<http::string_body> err_parser(std::move(head_parser));
+    err_parser.body_limit(1u << 20);
+    http::read(socket, buffer, err_parser, ec);
+    const auto& res = err_parser.get();
+    std::string body = res.body();
+    auto json = nlohmann::json::parse(body, nullptr, false);
+    if (json.is_discarded()) json = nullptr;
+    if ((status == 307 || status == 308) && location != nullptr) {
+      auto it = res.find(http::field::location);
+      if (it != res.end() && !it->value().empty()) {
+        *location = std::string(it->value());
+        return Status::Ok();
+      }
+    }
+    return StatusFromResponse(status, body, json);
   }
   http::response_parser<http::buffer_body> parser(std::move(head_parser));
   parser.body_limit(boost::none);
@@ -164,7 +216,7 @@ Status ApiClient::Stream(const std::string& target,
     if (n > 0) keep_going = on_data(std::string_view(buf, n));
   }
   if (ec && ec != http::error::end_of_stream && ec != net::error::eof) {
-    return Unavailable("event stream ended: " + ec.message());
+    return Unavailable("stream from " + address_ + " ended: " + ec.message());
   }
   return Status::Ok();
 }

@@ -36,12 +36,17 @@ class ApiClient {
       const std::string& content_type = {},
       const std::vector<std::pair<std::string, std::string>>& headers = {});
   // Streams a chunked response, calling on_data for each piece until it returns false or the
-  // server ends the stream.
+  // server ends the stream. Follows one redirect (307/308 to http://HOST:PORT/...: another
+  // agent); an HTTP error is a Status carrying the API's message, as from CallJson.
   Status Stream(const std::string& target, const std::function<bool(std::string_view)>& on_data);
 
   const std::string& address() const { return address_; }
 
  private:
+  // One request; on a redirect sets *location (and returns Ok) instead of streaming.
+  Status StreamOnce(const std::string& target, const std::function<bool(std::string_view)>& on_data,
+                    std::string* location);
+
   std::string address_;
   std::string host_;
   std::string port_;

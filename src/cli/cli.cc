@@ -1,14 +1,15 @@
 #include "cli/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "agent/agent.h"
 #include "cli/api_client.h"
+#include "cli/output.h"
 #include "common/version.h"
 
 namespace berth::cli {
@@ -19,47 +20,10 @@ namespace {
 
 constexpr const char* kDefaultAddr = "127.0.0.1:4680";
 
-// A plain text table: columns padded to their widest cell.
-class Table {
- public:
-  explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
-  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
-  void Print(std::ostream& out) const {
-    std::vector<size_t> width;
-    for (const auto& r : rows_) {
-      width.resize(std::max(width.size(), r.size()));
-      for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
-    }
-    for (const auto& r : rows_) {
-      std::string line;
-      for (size_t i = 0; i < r.size(); ++i) {
-        line += r[i];
-        if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
-      }
-      out << line << "\n";
-    }
-  }
-
- private:
-  std::vector<std::vector<std::string>> rows_;
-};
-
-std::string Str(const json& j, const char* key, const std::string& fallback = "-") {
-  if (!j.is_object()) return fallback;
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return fallback;
-  if (it->is_string()) return it->get<std::string>();
-  return it->dump();
-}
-
-std::string FormatTime(const json& j, const char* key) {
-  if (!j.is_object() || !j.contains(key) || !j[key].is_number_integer()) return "-";
-  std::time_t t = static_cast<std::time_t>(j[key].get<int64_t>() / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
-  return std::string(buf) + " UTC";
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 std::string FormatBytes(int64_t b) {
@@ -190,14 +154,10 @@ int JobStatus(const Globals& g, const std::string& name) {
   groups.Print(std::cout);
   const json& allocs = j.contains("allocations") ? j["allocations"] : json::array();
   std::cout << "\nAllocations:\n";
-  if (allocs.empty()) {
+  if (!allocs.is_array() || allocs.empty()) {
     std::cout << "  none\n";
   } else {
-    Table t({"ID", "GROUP", "MACHINE", "STATE", "HEALTH"});
-    for (const auto& a : allocs) {
-      t.Add({Str(a, "id"), Str(a, "group"), Str(a, "machine"), Str(a, "state"), Str(a, "health")});
-    }
-    t.Print(std::cout);
+    PrintAllocTable(allocs, NowMs(), /*with_job=*/false, std::cout);
   }
   return 0;
 }
@@ -274,6 +234,62 @@ int Events(const Globals& g, const std::string& index, const std::string& topic)
   Status st = c.Stream(target, [](std::string_view data) {
     std::cout << data << std::flush;
     return true;
+  });
+  if (!st.ok()) return Fail(st);
+  return 0;
+}
+
+int AllocLs(const Globals& g, const std::string& job) {
+  ApiClient c(g.addr);
+  auto res = c.CallJson("GET", "/v1/allocs" + (job.empty() ? "" : "?job=" + UrlEncode(job)));
+  if (!res.ok()) return Fail(res.status());
+  if (g.json) {
+    PrintJson(*res);
+    return 0;
+  }
+  if (!res->is_array() || res->empty()) {
+    std::cout << (job.empty() ? "no allocations\n" : "no allocations of job " + job + "\n");
+    return 0;
+  }
+  PrintAllocTable(*res, NowMs(), /*with_job=*/true, std::cout);
+  return 0;
+}
+
+int AllocStatusCmd(const Globals& g, const std::string& id) {
+  ApiClient c(g.addr);
+  auto res = c.CallJson("GET", "/v1/allocs/" + UrlEncode(id));
+  if (!res.ok()) return Fail(res.status());
+  if (g.json) {
+    PrintJson(*res);
+    return 0;
+  }
+  PrintAllocStatus(*res, NowMs(), std::cout);
+  return 0;
+}
+
+struct LogsOptions {
+  std::string task;
+  bool follow = false;
+  int64_t tail = -1;  // all
+};
+
+int Logs(const Globals& g, const std::string& alloc, const LogsOptions& o) {
+  std::string target = "/v1/allocs/" + UrlEncode(alloc) + "/logs";
+  std::string sep = "?";
+  auto add = [&](const std::string& k, const std::string& v) {
+    target += sep + k + "=" + UrlEncode(v);
+    sep = "&";
+  };
+  if (!o.task.empty()) add("task", o.task);
+  if (o.follow) add("follow", "1");
+  if (o.tail >= 0) add("tail", std::to_string(o.tail));
+  // No read timeout: a followed log may stay quiet for as long as it likes. A redirect to the
+  // agent of the allocation's machine is followed once.
+  ApiClient c(g.addr);
+  Status st = c.Stream(target, [](std::string_view data) {
+    std::cout.write(data.data(), static_cast<std::streamsize>(data.size()));
+    std::cout.flush();
+    return static_cast<bool>(std::cout);
   });
   if (!st.ok()) return Fail(st);
   return 0;
@@ -376,6 +392,30 @@ int Main(int argc, char** argv) {
   auto* mls = machine->add_subcommand("ls", "list machines");
   add_json(mls);
   mls->callback([&] { rc = MachineLs(g); });
+
+  // berth alloc ...
+  auto* alloc = app.add_subcommand("alloc", "allocations: a job's task groups placed on machines");
+  alloc->require_subcommand(1);
+  std::string alloc_job;
+  auto* als = alloc->add_subcommand("ls", "list allocations");
+  als->add_option("--job", alloc_job, "only this job's allocations");
+  add_json(als);
+  als->callback([&] { rc = AllocLs(g, alloc_job); });
+  std::string alloc_id;
+  auto* astatus = alloc->add_subcommand("status", "show an allocation: tasks and recent events");
+  astatus->add_option("ID", alloc_id, "allocation id, or a unique prefix of one")->required();
+  add_json(astatus);
+  astatus->callback([&] { rc = AllocStatusCmd(g, alloc_id); });
+
+  // berth logs
+  LogsOptions logs_opts;
+  auto* logs = app.add_subcommand("logs", "print a task's output (stdout and stderr)");
+  logs->add_option("ALLOC", alloc_id, "allocation id, or a unique prefix of one")->required();
+  logs->add_option("--task", logs_opts.task, "the task (needed when the group has several)");
+  logs->add_flag("-f,--follow", logs_opts.follow, "keep printing output as it comes");
+  logs->add_option("--tail", logs_opts.tail, "only the last N lines")
+      ->check(CLI::NonNegativeNumber);
+  logs->callback([&] { rc = Logs(g, alloc_id, logs_opts); });
 
   // berth events
   std::string index;

@@ -3,10 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <thread>
 
 #include "cli/api_client.h"
+#include "runtime/alloc.h"
+#include "spec/job_parser.h"
 #include "store/embedded_store.h"
 
 namespace berth::api {
@@ -96,11 +100,14 @@ class ApiServiceTest : public ::testing::Test {
     ctx.keys = keys_;
     ctx.jobs = registry_.get();
     ctx.version = "test";
+    Customize(ctx);
     RegisterApiRoutes(*server_, ctx);
     ASSERT_TRUE(server_->Start().ok());
     client_ = std::make_unique<cli::ApiClient>("127.0.0.1:" + std::to_string(server_->port()));
   }
   void TearDown() override { server_->Stop(); }
+  // Lets a derived fixture add to the context before the routes are registered.
+  virtual void Customize(ApiContext&) {}
 
   store::Keys keys_{"/api-test/"};
   std::unique_ptr<store::EmbeddedStore> inner_;
@@ -238,6 +245,450 @@ TEST_F(ApiServiceTest, EventStreamRejectsBadIndex) {
                            })
                   .ok());
   EXPECT_NE(got.find("index must be"), std::string::npos) << got;
+}
+
+// The allocation routes, against records the test writes itself (as the placer and the
+// agents' reconcilers would), and a fake log source standing in for this machine's runner.
+class AllocApiTest : public ApiServiceTest {
+ protected:
+  // What the fake log source was asked, and what it should send.
+  struct LogCall {
+    std::string alloc_id;
+    std::string task;
+    bool follow = false;
+    int64_t tail = 0;
+    bool want_stdout = false;
+    bool want_stderr = false;
+  };
+
+  void Customize(ApiContext& ctx) override {
+    ctx.machine_id = "m1";
+    if (!with_logs_) return;
+    ctx.alloc_logs = [this](const std::string& id, const std::string& task, bool follow,
+                            int64_t tail, bool out, bool err,
+                            const std::function<bool(std::string_view)>& sink) -> Status {
+      {
+        std::lock_guard lock(mu_);
+        calls_.push_back({id, task, follow, tail, out, err});
+      }
+      if (task == "missing") return NotFound("no log file for task missing");
+      if (!follow) {
+        if (sink("line1\n")) sink("line2\n");
+        return Status::Ok();
+      }
+      // Follow: send what the test queues until the client goes or the test says stop.
+      bool open = sink("line1\n");
+      std::unique_lock lock(mu_);
+      while (open) {
+        cv_.wait_for(lock, std::chrono::milliseconds(20),
+                     [&] { return !queued_.empty() || stop_follow_; });
+        if (stop_follow_) break;
+        std::string out_line;
+        if (!queued_.empty()) {
+          out_line = std::move(queued_.front());
+          queued_.pop_front();
+        }
+        lock.unlock();
+        open = sink(out_line);  // "" only checks that the client is still there
+        lock.lock();
+      }
+      follow_ended_ = true;
+      cv_.notify_all();
+      return Status::Ok();
+    };
+  }
+
+  spec::Job WebJob() {
+    auto job = spec::ParseJobYaml(kTwoTasks, "web.yml");
+    EXPECT_TRUE(job.ok()) << job.status().ToString();
+    return *job;
+  }
+
+  runtime::Allocation Alloc(const std::string& id, const std::string& group, int index,
+                            const std::string& machine) {
+    runtime::Allocation a;
+    a.id = id;
+    a.job = "web";
+    a.group = group;
+    a.index = index;
+    a.machine = machine;
+    a.job_version = 1;
+    a.spec = WebJob();
+    a.created_at_ms = 1000;
+    return a;
+  }
+
+  runtime::AllocStatus Observed(const runtime::Allocation& a,
+                                std::vector<std::string> tasks = {"server"}) {
+    runtime::AllocStatus s;
+    s.id = a.id;
+    s.job = a.job;
+    s.group = a.group;
+    s.index = a.index;
+    s.machine = a.machine;
+    s.job_version = a.job_version;
+    for (const auto& name : tasks) {
+      runtime::TaskReport t;
+      t.name = name;
+      t.driver = "process";
+      t.state = runtime::RunState::kRunning;
+      t.pid = 4242;
+      t.ports["http"] = 20001;
+      t.restarts = 2;
+      s.tasks.push_back(std::move(t));
+    }
+    s.Summarize();
+    s.AddEvent({2000, "server", "started", "pid 4242"});
+    s.updated_at_ms = 2000;
+    return s;
+  }
+
+  void PutAlloc(const runtime::Allocation& a) {
+    ASSERT_TRUE(inner_->Put(keys_.Alloc(a.machine, a.id), a.ToJson().dump()).ok());
+  }
+  void PutStatus(const runtime::AllocStatus& s) {
+    ASSERT_TRUE(inner_->Put(keys_.AllocStatus(s.id), s.ToJson().dump()).ok());
+  }
+  void PutMachine(const std::string& id, const std::string& address) {
+    json m = {{"id", id}, {"address", address}};
+    ASSERT_TRUE(inner_->Put(keys_.Machine(id), m.dump()).ok());
+  }
+
+  // Streams a target to the end; returns the status and what arrived.
+  std::pair<Status, std::string> StreamAll(const std::string& target) {
+    std::string got;
+    Status st = client_->Stream(target, [&](std::string_view d) {
+      got.append(d);
+      return true;
+    });
+    return {st, got};
+  }
+
+  static constexpr const char* kTwoTasks = R"(name: web
+groups:
+  - name: frontend
+    count: 2
+    tasks:
+      - name: server
+        driver: process
+        command: /bin/sleep
+        args: ["1000"]
+  - name: pair
+    tasks:
+      - name: app
+        driver: process
+        command: /bin/sleep
+      - name: sidecar
+        driver: process
+        command: /bin/sleep
+)";
+
+  bool with_logs_ = true;
+  std::mutex mu_;  // guards the fields below
+  std::condition_variable cv_;
+  std::vector<LogCall> calls_;
+  std::deque<std::string> queued_;
+  bool stop_follow_ = false;
+  bool follow_ended_ = false;
+};
+
+TEST_F(AllocApiTest, ListIsTheUnionOfAllocAndStatusRecords) {
+  auto a0 = Alloc("web-frontend-0-aaaa1111", "frontend", 0, "m1");
+  auto a1 = Alloc("web-frontend-1-bbbb2222", "frontend", 1, "m2");
+  auto gone = Alloc("web-frontend-0-cccc3333", "frontend", 0, "m2");
+  PutAlloc(a0);
+  PutAlloc(a1);
+  PutStatus(Observed(a0));    // running
+  PutStatus(Observed(gone));  // no alloc record any more: being stopped
+  auto other = Alloc("api-frontend-0-dddd4444", "frontend", 0, "m1");
+  other.job = "api";
+  PutAlloc(other);
+
+  auto list = client_->CallJson("GET", "/v1/allocs");
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  ASSERT_EQ(list->size(), 4u) << list->dump(2);
+  // Sorted by job, group, index, id.
+  EXPECT_EQ((*list)[0]["id"], "api-frontend-0-dddd4444");
+  EXPECT_EQ((*list)[1]["id"], "web-frontend-0-aaaa1111");
+  EXPECT_EQ((*list)[2]["id"], "web-frontend-0-cccc3333");
+  EXPECT_EQ((*list)[3]["id"], "web-frontend-1-bbbb2222");
+
+  EXPECT_EQ((*list)[1]["state"], "running");
+  EXPECT_EQ((*list)[1]["desired"], "run");
+  EXPECT_EQ((*list)[1]["machine"], "m1");
+  EXPECT_EQ((*list)[1]["tasks"][0]["pid"], 4242);
+  EXPECT_EQ((*list)[1]["events"][0]["type"], "started");
+  EXPECT_EQ((*list)[2]["desired"], "stop");
+  EXPECT_EQ((*list)[2]["state"], "running");
+  // Placed but not reported yet: pending, with the group's tasks.
+  EXPECT_EQ((*list)[3]["state"], "pending");
+  EXPECT_EQ((*list)[3]["desired"], "run");
+  EXPECT_EQ((*list)[3]["machine"], "m2");
+  EXPECT_EQ((*list)[3]["updated_at_ms"], 1000);
+  ASSERT_EQ((*list)[3]["tasks"].size(), 1u);
+  EXPECT_EQ((*list)[3]["tasks"][0]["name"], "server");
+  EXPECT_EQ((*list)[3]["tasks"][0]["state"], "pending");
+
+  auto web = client_->CallJson("GET", "/v1/allocs?job=web");
+  ASSERT_TRUE(web.ok());
+  EXPECT_EQ(web->size(), 3u);
+  auto none = client_->CallJson("GET", "/v1/allocs?job=nosuch");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_F(AllocApiTest, CorruptRecordsAreSkippedNotFatal) {
+  auto a0 = Alloc("web-frontend-0-aaaa1111", "frontend", 0, "m1");
+  auto a1 = Alloc("web-frontend-1-bbbb2222", "frontend", 1, "m1");
+  PutAlloc(a0);
+  PutAlloc(a1);
+  // a0's status is garbage; a1's alloc record is, but its status is fine; a lone bad status.
+  ASSERT_TRUE(inner_->Put(keys_.AllocStatus(a0.id), "{not json").ok());
+  ASSERT_TRUE(inner_->Put(keys_.Alloc("m1", a1.id), R"({"id": 7})").ok());
+  PutStatus(Observed(a1));
+  ASSERT_TRUE(inner_->Put(keys_.AllocStatus("orphan"), R"({"id": "orphan"})").ok());
+
+  auto list = client_->CallJson("GET", "/v1/allocs");
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  ASSERT_EQ(list->size(), 2u) << list->dump(2);
+  EXPECT_EQ((*list)[0]["id"], a0.id);
+  EXPECT_EQ((*list)[0]["state"], "pending");
+  EXPECT_NE((*list)[0]["message"].get<std::string>().find("status record unreadable"),
+            std::string::npos)
+      << (*list)[0].dump();
+  EXPECT_EQ((*list)[1]["id"], a1.id);
+  EXPECT_EQ((*list)[1]["state"], "running");
+  EXPECT_EQ((*list)[1]["desired"], "run");  // its alloc record exists, unreadable or not
+
+  auto r = client_->Call("GET", "/v1/allocs/orphan");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404);
+}
+
+TEST_F(AllocApiTest, GetByIdOrUniquePrefix) {
+  auto a0 = Alloc("web-frontend-0-aaaa1111", "frontend", 0, "m1");
+  auto a1 = Alloc("web-frontend-1-bbbb2222", "frontend", 1, "m2");
+  PutAlloc(a0);
+  PutAlloc(a1);
+  PutStatus(Observed(a0));
+  PutMachine("m1", "127.0.0.1:4681");
+
+  auto one = client_->CallJson("GET", "/v1/allocs/web-frontend-0-aaaa1111");
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  EXPECT_EQ((*one)["id"], a0.id);
+  EXPECT_EQ((*one)["desired"], "run");
+  EXPECT_EQ((*one)["machine_api"], "127.0.0.1:4681");
+
+  auto prefix = client_->CallJson("GET", "/v1/allocs/web-frontend-1");
+  ASSERT_TRUE(prefix.ok()) << prefix.status().ToString();
+  EXPECT_EQ((*prefix)["id"], a1.id);
+  EXPECT_EQ((*prefix)["machine_api"], "");  // m2 is not registered
+
+  auto ambiguous = client_->Call("GET", "/v1/allocs/web-frontend");
+  ASSERT_TRUE(ambiguous.ok());
+  EXPECT_EQ(ambiguous->status, 400);
+  std::string msg = ambiguous->json["error"];
+  EXPECT_NE(msg.find("ambiguous"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(a0.id), std::string::npos) << msg;
+  EXPECT_NE(msg.find(a1.id), std::string::npos) << msg;
+
+  auto none = client_->Call("GET", "/v1/allocs/zzz");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->status, 404);
+  EXPECT_EQ(none->json["code"], "not found");
+}
+
+TEST_F(AllocApiTest, JobDetailListsItsAllocationsInTheSameShape) {
+  ASSERT_EQ(client_->Call("POST", "/v1/jobs", kJob, "application/yaml")->status, 201);
+  auto a0 = Alloc("web-frontend-0-aaaa1111", "frontend", 0, "m1");
+  PutAlloc(a0);
+  PutStatus(Observed(a0));
+  auto other = Alloc("api-frontend-0-dddd4444", "frontend", 0, "m1");
+  other.job = "api";
+  PutAlloc(other);
+  auto job = client_->CallJson("GET", "/v1/jobs/web");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  ASSERT_EQ((*job)["allocations"].size(), 1u);
+  EXPECT_EQ((*job)["allocations"][0]["id"], a0.id);
+  EXPECT_EQ((*job)["allocations"][0]["desired"], "run");
+  EXPECT_EQ((*job)["allocations"][0]["state"], "running");
+}
+
+TEST_F(AllocApiTest, AllocsStoreDownIs503) {
+  store_->down = true;
+  auto r = client_->Call("GET", "/v1/allocs");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 503);
+  auto [st, got] = StreamAll("/v1/allocs/x/logs");
+  EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
+  EXPECT_TRUE(got.empty());
+}
+
+TEST_F(AllocApiTest, LogsOfTheOnlyTask) {
+  auto a0 = Alloc("web-frontend-0-aaaa1111", "frontend", 0, "m1");
+  PutAlloc(a0);
+  PutStatus(Observed(a0));
+  auto [st, got] = StreamAll("/v1/allocs/web-frontend-0/logs?tail=10&stderr=0");
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(got, "line1\nline2\n");
+  std::lock_guard lock(mu_);
+  ASSERT_EQ(calls_.size(), 1u);
+  EXPECT_EQ(calls_[0].alloc_id, a0.id);  // the full id, not the prefix
+  EXPECT_EQ(calls_[0].task, "server");
+  EXPECT_FALSE(calls_[0].follow);
+  EXPECT_EQ(calls_[0].tail, 10);
+  EXPECT_TRUE(calls_[0].want_stdout);
+  EXPECT_FALSE(calls_[0].want_stderr);
+}
+
+TEST_F(AllocApiTest, LogsRefusalsAreHttpErrors) {
+  auto pair = Alloc("web-pair-0-eeee5555", "pair", 0, "m1");
+  PutAlloc(pair);
+  PutStatus(Observed(pair, {"app", "sidecar"}));
+
+  auto [st, got] = StreamAll("/v1/allocs/web-pair/logs");
+  EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.ToString();
+  EXPECT_NE(st.message().find("app, sidecar"), std::string::npos) << st.message();
+  EXPECT_TRUE(got.empty());
+
+  std::tie(st, got) = StreamAll("/v1/allocs/web-pair/logs?task=nosuch");
+  EXPECT_EQ(st.code(), Code::kNotFound) << st.ToString();
+
+  std::tie(st, got) = StreamAll("/v1/allocs/web-pair/logs?task=app&tail=-3");
+  EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.ToString();
+  std::tie(st, got) = StreamAll("/v1/allocs/web-pair/logs?task=app&stdout=0&stderr=0");
+  EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.ToString();
+  std::tie(st, got) = StreamAll("/v1/allocs/nosuch/logs");
+  EXPECT_EQ(st.code(), Code::kNotFound) << st.ToString();
+
+  // An error from the log source before any output is the response's status.
+  auto odd = Observed(pair, {"app", "missing"});
+  PutStatus(odd);
+  std::tie(st, got) = StreamAll("/v1/allocs/web-pair/logs?task=missing");
+  EXPECT_EQ(st.code(), Code::kNotFound) << st.ToString();
+  EXPECT_NE(st.message().find("no log file"), std::string::npos) << st.message();
+
+  std::tie(st, got) = StreamAll("/v1/allocs/web-pair/logs?task=app");
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(got, "line1\nline2\n");
+}
+
+TEST_F(AllocApiTest, LogsFollowStreamsAsOutputArrives) {
+  auto a0 = Alloc("web-frontend-0-aaaa1111", "frontend", 0, "m1");
+  PutAlloc(a0);
+  std::mutex got_mu;  // guards got
+  std::condition_variable got_cv;
+  std::string got;
+  Status st;
+  std::thread follower([&] {
+    st = client_->Stream("/v1/allocs/" + a0.id + "/logs?follow=1", [&](std::string_view d) {
+      std::lock_guard lock(got_mu);
+      got.append(d);
+      got_cv.notify_all();
+      return true;
+    });
+  });
+  auto wait_for = [&](const std::string& want) {
+    std::unique_lock lock(got_mu);
+    return got_cv.wait_for(lock, std::chrono::seconds(10), [&] { return got == want; });
+  };
+  EXPECT_TRUE(wait_for("line1\n")) << got;
+  {
+    std::lock_guard lock(mu_);
+    queued_.push_back("line2\n");
+    cv_.notify_all();
+  }
+  EXPECT_TRUE(wait_for("line1\nline2\n")) << got;
+  {
+    std::lock_guard lock(mu_);
+    stop_follow_ = true;  // the allocation's output ends: so does the stream
+    cv_.notify_all();
+  }
+  follower.join();
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(got, "line1\nline2\n");
+  std::lock_guard lock(mu_);
+  ASSERT_EQ(calls_.size(), 1u);
+  EXPECT_TRUE(calls_[0].follow);
+  EXPECT_EQ(calls_[0].tail, -1);
+  EXPECT_EQ(calls_[0].task, "server");  // from the alloc record's group: no status yet
+}
+
+TEST_F(AllocApiTest, LogsFollowEndsWhenTheClientHangsUp) {
+  auto a0 = Alloc("web-frontend-0-aaaa1111", "frontend", 0, "m1");
+  PutAlloc(a0);
+  // The client stops after the first piece and closes its connection; the quiet follow loop
+  // (which only checks the client with sink("")) must notice and return.
+  auto [st, got] = [&] {
+    std::string g;
+    Status s =
+        client_->Stream("/v1/allocs/" + a0.id + "/logs?follow=true", [&](std::string_view d) {
+          g.append(d);
+          return false;
+        });
+    return std::make_pair(s, g);
+  }();
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(got, "line1\n");
+  std::unique_lock lock(mu_);
+  EXPECT_TRUE(cv_.wait_for(lock, std::chrono::seconds(10), [&] { return follow_ended_; }));
+}
+
+TEST_F(AllocApiTest, LogsOnAnotherMachineRedirectToItsAgent) {
+  // The agent of machine m2: its own server with its own log source.
+  HttpServer m2(HttpServer::Options{});
+  ApiContext ctx2;
+  ctx2.store = store_.get();
+  ctx2.keys = keys_;
+  ctx2.jobs = registry_.get();
+  ctx2.machine_id = "m2";
+  std::string asked;
+  ctx2.alloc_logs = [&](const std::string& id, const std::string& task, bool, int64_t tail, bool,
+                        bool, const std::function<bool(std::string_view)>& sink) {
+    asked = id + "/" + task + " tail " + std::to_string(tail);
+    sink("from m2\n");
+    return Status::Ok();
+  };
+  RegisterApiRoutes(m2, ctx2);
+  ASSERT_TRUE(m2.Start().ok());
+  auto a1 = Alloc("web-frontend-1-bbbb2222", "frontend", 1, "m2");
+  PutAlloc(a1);
+  PutStatus(Observed(a1));
+
+  // m2 not registered: nowhere to send the client.
+  auto [st, got] = StreamAll("/v1/allocs/web-frontend-1/logs?tail=5");
+  EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
+  EXPECT_NE(st.message().find("not registered"), std::string::npos) << st.message();
+
+  std::string m2_addr = "127.0.0.1:" + std::to_string(m2.port());
+  PutMachine("m2", m2_addr);
+  auto raw = client_->Call("GET", "/v1/allocs/web-frontend-1/logs?tail=5");
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(raw->status, 307);
+  EXPECT_EQ(raw->json["location"],
+            "http://" + m2_addr + "/v1/allocs/web-frontend-1-bbbb2222/logs?tail=5");
+  EXPECT_NE(raw->json["error"].get<std::string>().find("m2"), std::string::npos);
+
+  // The client follows the redirect and gets m2's output.
+  std::tie(st, got) = StreamAll("/v1/allocs/web-frontend-1/logs?tail=5");
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(got, "from m2\n");
+  EXPECT_EQ(asked, "web-frontend-1-bbbb2222/server tail 5");
+  m2.Stop();
+}
+
+class NoLogsAllocApiTest : public AllocApiTest {
+ protected:
+  NoLogsAllocApiTest() { with_logs_ = false; }
+};
+
+TEST_F(NoLogsAllocApiTest, LogsWithoutALogSourceAre503) {
+  auto a0 = Alloc("web-frontend-0-aaaa1111", "frontend", 0, "m1");
+  PutAlloc(a0);
+  auto [st, got] = StreamAll("/v1/allocs/" + a0.id + "/logs");
+  EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
+  EXPECT_NE(st.message().find("runs no allocations"), std::string::npos) << st.message();
+  EXPECT_TRUE(got.empty());
 }
 
 }  // namespace

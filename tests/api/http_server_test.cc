@@ -72,6 +72,17 @@ class HttpServerTest : public ::testing::Test {
                            for (int i = 0; i < 3; ++i)
                              sink.Write("line" + std::to_string(i) + "\n");
                          });
+    server_->RouteStream("GET", "/v1/maybe", "text/plain",
+                         [](const HttpRequest& r, ChunkSink& sink) {
+                           if (r.Query("fail") == "1") {
+                             sink.Respond(ErrorResponse(NotFound("no such thing")));
+                             return;
+                           }
+                           sink.Write("data\n");
+                           // Too late to answer otherwise: refused, and the stream goes on.
+                           if (sink.Respond(ErrorResponse(404, "late"))) sink.Write("BUG\n");
+                           sink.Write("more\n");
+                         });
     server_->RouteStream("GET", "/v1/forever", "application/x-ndjson",
                          [](const HttpRequest&, ChunkSink& sink) {
                            sink.Write("start\n");
@@ -197,6 +208,30 @@ TEST_F(HttpServerTest, StreamsChunks) {
   });
   EXPECT_TRUE(st.ok()) << st.ToString();
   EXPECT_EQ(got, "line0\nline1\nline2\n");
+}
+
+TEST_F(HttpServerTest, StreamHandlerCanRespondInsteadOfStreaming) {
+  StartServer();
+  cli::ApiClient c(addr_);
+  std::string got;
+  Status st = c.Stream("/v1/maybe?fail=1", [&](std::string_view d) {
+    got.append(d);
+    return true;
+  });
+  EXPECT_EQ(st.code(), Code::kNotFound) << st.ToString();
+  EXPECT_EQ(st.message(), "no such thing");
+  EXPECT_TRUE(got.empty());
+  auto plain = c.Call("GET", "/v1/maybe?fail=1");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->status, 404);
+  EXPECT_EQ(plain->json["code"], "not found");
+
+  st = c.Stream("/v1/maybe", [&](std::string_view d) {
+    got.append(d);
+    return true;
+  });
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(got, "data\nmore\n");
 }
 
 TEST_F(HttpServerTest, StopEndsOpenStreams) {
