@@ -30,6 +30,28 @@ done
 echo "== berth job run examples/web.yml"
 "$BERTH" job run examples/web.yml
 echo
+# Wait (a generous bound) until the web server runs and passes its health check.
+port=""
+for _ in $(seq 300); do
+  port=$("$BERTH" alloc ls --job web --json 2>/dev/null | python3 -c '
+import json, sys
+for a in json.load(sys.stdin):
+    if a["state"] == "running" and a["health"] == "healthy":
+        print(a["tasks"][0]["ports"]["http"])
+        break' 2>/dev/null || true)
+  [[ -n $port ]] && break
+  sleep 0.1
+done
+echo "== berth alloc ls"
+"$BERTH" alloc ls
+echo
+if [[ -n $port ]]; then
+  echo "== curl http://127.0.0.1:$port/"
+  curl -s "http://127.0.0.1:$port/" || true
+else
+  echo "the web job is not running and healthy yet: see berth alloc ls, and $DIR/agent.log" >&2
+fi
+echo
 echo "== berth job ls"
 "$BERTH" job ls
 echo
@@ -39,7 +61,10 @@ cat <<MSG
 
 berth is running (pid $(cat "$DIR/agent.pid")), single node, embedded store in $DIR/data.
 Where to look:
+  http://127.0.0.1:${port:-PORT}/   the example web server (a plain process; examples/web-docker.yml
+                              is the same job in a container)
   berth job status web        (BERTH_ADDR=$ADDR; the binary is $BERTH)
+  berth alloc ls              its allocations; berth alloc status ID, berth logs ID [-f]
   berth events                stream of changes as they happen
   http://$ADDR/v1/jobs        the HTTP API
   $DIR/agent.log              the agent's log

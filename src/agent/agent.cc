@@ -112,8 +112,9 @@ Status ValidateAgentOptions(const AgentOptions& o) {
 }
 
 namespace {
-Status StartRuntime(Agent::Impl& d);
-}
+Status CreateRuntime(Agent::Impl& d);
+void StartRuntime(Agent::Impl& d);
+}  // namespace
 
 struct Agent::Impl {
   AgentOptions opts;
@@ -138,8 +139,9 @@ struct Agent::Impl {
 
 namespace {
 
-// The drivers, the port allocator and the local reconciler (plus, in --dev, the placer).
-Status StartRuntime(Agent::Impl& d) {
+// The drivers, the port allocator and the local reconciler (plus, in --dev, the placer); they
+// start later, in StartRuntime.
+Status CreateRuntime(Agent::Impl& d) {
   const auto& o = d.opts;
   driver::ProcessDriverOptions po;
   po.state_dir = (fs::path(o.data_dir) / "process").string();
@@ -159,17 +161,24 @@ Status StartRuntime(Agent::Impl& d) {
   ro.alloc_root = (fs::path(o.data_dir) / "allocs").string();
   ro.check_host = o.publish_ip == "0.0.0.0" ? "127.0.0.1" : o.publish_ip;
   ro.poll_interval = o.task_poll_interval;
+  Agent::Impl* raw = &d;
+  ro.on_usage = [raw](int64_t cpu, int64_t memory, int allocs) {
+    if (raw->machines) raw->machines->SetUsage({cpu, memory, allocs});
+  };
   std::map<spec::DriverKind, driver::Driver*> drivers{
       {spec::DriverKind::kProcess, d.process_driver.get()},
       {spec::DriverKind::kDocker, d.docker_driver.get()}};
   d.reconciler = std::make_unique<LocalReconciler>(*d.store, d.keys, drivers, *d.ports,
                                                    SystemClock::Shared(), ro);
-  d.reconciler->Start();
   if (o.dev) {
     d.placer = std::make_unique<DevPlacer>(*d.store, d.keys, d.machine_id, SystemClock::Shared());
-    d.placer->Start();
   }
   return Status::Ok();
+}
+
+void StartRuntime(Agent::Impl& d) {
+  d.reconciler->Start();
+  if (d.placer) d.placer->Start();
 }
 
 }  // namespace
@@ -207,7 +216,7 @@ Status Agent::Start() {
   const auto& o = d.opts;
   BERTH_ASSIGN_OR_RETURN(d.store, store::OpenStore(o.store_url, o.store_tls));
   d.jobs = std::make_unique<jobs::JobRegistry>(*d.store, d.keys, SystemClock::Shared());
-  BERTH_RETURN_IF_ERROR(StartRuntime(d));
+  BERTH_RETURN_IF_ERROR(CreateRuntime(d));
 
   BERTH_ASSIGN_OR_RETURN(auto api_addr, ParseHostPort(o.api_address, "--api"));
   api::HttpServer::Options http_opts;
@@ -229,7 +238,7 @@ Status Agent::Start() {
   ctx.version = Version();
   Impl* raw = impl_.get();
   ctx.self_info = [raw] {
-    return nlohmann::json{{"machine", raw->machines ? raw->machines->info().ToJson() : nullptr},
+    return nlohmann::json{{"machine", raw->machines ? raw->machines->Record() : nullptr},
                           {"store", raw->store->Describe()},
                           {"dev", raw->opts.dev},
                           {"data_dir", raw->opts.data_dir},
@@ -248,6 +257,8 @@ Status Agent::Start() {
     spdlog::warn("machine {}: first registration failed: {}; retrying in the background",
                  d.machine_id, reg.ToString());
   }
+  // After the registry exists: the reconciler reports usage to it.
+  StartRuntime(d);
   d.started = true;
   return Status::Ok();
 }

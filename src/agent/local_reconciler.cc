@@ -123,6 +123,7 @@ void LocalReconciler::OnList(const store::RangeResult& listing) {
     listed_once_ = true;
   }
   for (const auto& id : gone) Unwant(id);
+  ReportUsage();
   cv_.notify_all();  // the janitor sweeps orphans and stale statuses after the first listing
 }
 
@@ -134,6 +135,27 @@ void LocalReconciler::OnEvents(const std::vector<store::Event>& events) {
       Unwant(LastSegment(e.kv.key));
     }
   }
+  ReportUsage();
+}
+
+void LocalReconciler::ReportUsage() {
+  if (!options_.on_usage) return;
+  int64_t cpu = 0;
+  int64_t memory = 0;
+  int count = 0;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, r] : runners_) {
+      ++count;
+      if (const spec::Group* g = r->alloc().FindGroup()) {
+        for (const auto& t : g->tasks) {
+          cpu += t.resources.cpu;
+          memory += t.resources.memory_bytes;
+        }
+      }
+    }
+  }
+  options_.on_usage(cpu, memory, count);
 }
 
 void LocalReconciler::Want(const store::KeyValue& kv) {

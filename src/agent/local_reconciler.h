@@ -44,6 +44,9 @@ class LocalReconciler {
     std::string alloc_root;  // per-allocation directories (task dirs, process logs)
     std::string check_host = "127.0.0.1";
     std::chrono::milliseconds poll_interval{1000};
+    // Called (from the watcher thread) with the resources the allocations here reserve, each
+    // time the set of allocations changes.
+    std::function<void(int64_t cpu, int64_t memory_bytes, int allocs)> on_usage;
   };
 
   LocalReconciler(store::Store& store, store::Keys keys,
@@ -72,6 +75,7 @@ class LocalReconciler {
   void JanitorLoop();
   RunnerDeps Deps();
   void OnDriverExit(const std::string& alloc_id);
+  void ReportUsage();
 
   store::Store& store_;
   const store::Keys keys_;

@@ -37,7 +37,7 @@ MachineRegistry::~MachineRegistry() {
 
 Status MachineRegistry::Register() {
   BERTH_ASSIGN_OR_RETURN(store::LeaseId lease, store_.GrantLease(ttl_));
-  auto put = store_.Put(keys_.Machine(info_.id), info_.ToJson().dump(), lease);
+  auto put = store_.Put(keys_.Machine(info_.id), Record().dump(), lease);
   if (!put.ok()) {
     store_.RevokeLease(lease).IgnoreError();
     return put.status();
@@ -45,6 +45,32 @@ Status MachineRegistry::Register() {
   lease_ = lease;
   spdlog::info("machine {} registered (lease {:x}, ttl {}s)", info_.id, lease, ttl_.count());
   return Status::Ok();
+}
+
+nlohmann::json MachineRegistry::Record() const {
+  nlohmann::json j = info_.ToJson();
+  MachineUsage u;
+  {
+    std::lock_guard lock(mu_);
+    u = usage_;
+  }
+  int64_t cpu = static_cast<int64_t>(info_.cpus) * 1000;
+  j["resources"] = {
+      {"cpu", cpu},
+      {"memory_bytes", info_.memory_bytes},
+      {"used", {{"cpu", u.cpu}, {"memory_bytes", u.memory_bytes}, {"allocs", u.allocs}}},
+      {"free", {{"cpu", cpu - u.cpu}, {"memory_bytes", info_.memory_bytes - u.memory_bytes}}}};
+  return j;
+}
+
+void MachineRegistry::SetUsage(const MachineUsage& usage) {
+  {
+    std::lock_guard lock(mu_);
+    if (usage_ == usage) return;
+    usage_ = usage;
+    usage_dirty_ = true;
+  }
+  cv_.notify_all();
 }
 
 Status MachineRegistry::Start() {
@@ -59,11 +85,21 @@ void MachineRegistry::Loop() {
   std::unique_lock lock(mu_);
   while (!stop_) {
     // Retry sooner while unregistered.
-    cv_.wait_for(lock, lease_ ? interval : std::chrono::milliseconds(500), [&] { return stop_; });
+    cv_.wait_for(lock, lease_ ? interval : std::chrono::milliseconds(500),
+                 [&] { return stop_ || (usage_dirty_ && lease_ != 0); });
     if (stop_) break;
+    bool usage_changed = usage_dirty_ && lease_ != 0;
+    usage_dirty_ = false;
     lock.unlock();
     Status st;
-    if (lease_ == 0) {
+    if (usage_changed) {
+      auto put = store_.Put(keys_.Machine(info_.id), Record().dump(), lease_);
+      st = put.ok() ? Status::Ok() : put.status();
+      if (!st.ok()) {
+        std::lock_guard relock(mu_);
+        usage_dirty_ = true;  // written again with the next keep-alive
+      }
+    } else if (lease_ == 0) {
       st = Register();
     } else {
       auto ka = store_.KeepAlive(lease_);

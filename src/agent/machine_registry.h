@@ -5,7 +5,7 @@
 // keeps running and keeps trying; if the lease has ended meanwhile (the store expired it, or
 // restarted) the machine registers again under a fresh lease. Stop() revokes the lease so a
 // cleanly stopped machine disappears at once.
-// Thread-safety: Start/Stop from one thread; lease() from any thread.
+// Thread-safety: Start/Stop from one thread; lease(), SetUsage() and Record() from any thread.
 #pragma once
 
 #include <atomic>
@@ -38,6 +38,14 @@ struct MachineInfo {
   static MachineInfo FromSystem();
 };
 
+// What the allocations on this machine reserve (the sum of their tasks' resources).
+struct MachineUsage {
+  int64_t cpu = 0;
+  int64_t memory_bytes = 0;
+  int allocs = 0;
+  bool operator==(const MachineUsage&) const = default;
+};
+
 class MachineRegistry {
  public:
   MachineRegistry(store::Store& store, store::Keys keys, MachineInfo info,
@@ -50,6 +58,11 @@ class MachineRegistry {
   void Stop();
   store::LeaseId lease() const { return lease_.load(); }
   const MachineInfo& info() const { return info_; }
+  // Updates the record's used/free resources (written by the keep-alive thread, soon).
+  void SetUsage(const MachineUsage& usage);
+  // The machine record as stored: info plus resources {cpu, memory_bytes, used, free}. CPU is
+  // counted in the job spec's units, 1000 per core.
+  nlohmann::json Record() const;
 
  private:
   Status Register();
@@ -60,9 +73,11 @@ class MachineRegistry {
   MachineInfo info_;
   std::chrono::seconds ttl_;
   std::atomic<store::LeaseId> lease_{0};
-  std::mutex mu_;  // guards stop_
+  mutable std::mutex mu_;  // guards stop_, usage_, usage_dirty_
   std::condition_variable cv_;
   bool stop_ = false;
+  MachineUsage usage_;
+  bool usage_dirty_ = false;
   std::thread thread_;
 };
 
