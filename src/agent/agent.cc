@@ -244,6 +244,19 @@ Status Agent::Start() {
                           {"data_dir", raw->opts.data_dir},
                           {"version", Version()}};
   };
+  ctx.machine_id = d.machine_id;
+  ctx.alloc_logs = [raw](const std::string& alloc, const std::string& task, bool follow,
+                         int64_t tail_lines, bool want_stdout, bool want_stderr,
+                         const std::function<bool(std::string_view)>& sink) -> Status {
+    driver::LogOptions lo;
+    lo.follow = follow;
+    lo.tail_lines = tail_lines;
+    lo.stdout = want_stdout;
+    lo.stderr = want_stderr;
+    // Following may wait for output: send the response head first.
+    if (follow && !sink("")) return Status::Ok();
+    return raw->reconciler->Logs(alloc, task, lo, sink);
+  };
   api::RegisterApiRoutes(*d.http, ctx);
   BERTH_RETURN_IF_ERROR(d.http->Start().Annotate("API"));
 
