@@ -16,6 +16,7 @@ EVENTS_PID=""
 cleanup() {
   [[ -n "$EVENTS_PID" ]] && kill "$EVENTS_PID" 2>/dev/null
   [[ -n "$AGENT_PID" ]] && kill -9 "$AGENT_PID" 2>/dev/null
+  kill_process_tasks "$TMP/data"  # in dev mode the agent runs the web job's processes
   rm -rf "$TMP"
 }
 trap cleanup EXIT
