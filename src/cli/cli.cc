@@ -346,7 +346,31 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   agent_cmd->add_option("--prefix", ao.key_prefix, "key prefix in the store")
       ->capture_default_str();
+  std::string port_range = "20000-32000";
+  agent_cmd->add_option("--publish-ip", ao.publish_ip,
+                        "address tasks' host ports bind to (default 127.0.0.1 with --dev, "
+                        "else 0.0.0.0)");
+  agent_cmd->add_option("--port-range", port_range, "dynamic host ports LOW-HIGH")
+      ->capture_default_str();
+  agent_cmd->add_option("--docker-host", ao.docker_host,
+                        "Docker Engine socket unix:///PATH (default $DOCKER_HOST, else "
+                        "unix:///var/run/docker.sock)");
+  int task_poll_ms = 1000;
+  agent_cmd->add_option("--task-poll-ms", task_poll_ms, "how often tasks are inspected (ms)")
+      ->capture_default_str();
   agent_cmd->callback([&] {
+    {
+      int lo = 0;
+      int hi = 0;
+      char tail = 0;
+      if (std::sscanf(port_range.c_str(), "%d-%d%c", &lo, &hi, &tail) != 2) {
+        throw CLI::ValidationError("--port-range", "expected LOW-HIGH, got \"" + port_range + "\"");
+      }
+      ao.port_first = lo;
+      ao.port_last = hi;
+    }
+    if (task_poll_ms < 10) throw CLI::ValidationError("--task-poll-ms", "at least 10");
+    ao.task_poll_interval = std::chrono::milliseconds(task_poll_ms);
     for (const auto& kv : meta) {
       auto eq = kv.find('=');
       if (eq == std::string::npos || eq == 0) {
