@@ -330,9 +330,9 @@ void StreamAllocLogs(const ApiContext& ctx, const HttpRequest& req, ChunkSink& s
   std::string names = fmt::format("{}", fmt::join(entry->tasks, ", "));
   if (task.empty()) {
     if (entry->tasks.size() != 1) {
-      return fail(InvalidArgument(
-          fmt::format("allocation {} has {} tasks ({}): name one with task=", id,
-                      entry->tasks.size(), names.empty() ? "none reported yet" : names)));
+      return fail(InvalidArgument(fmt::format(
+          "allocation {} has {} tasks ({}): name one with task=NAME (berth logs --task)", id,
+          entry->tasks.size(), names.empty() ? "none reported yet" : names)));
     }
     task = entry->tasks[0];
   } else if (std::find(entry->tasks.begin(), entry->tasks.end(), task) == entry->tasks.end()) {
@@ -349,6 +349,14 @@ void StreamAllocLogs(const ApiContext& ctx, const HttpRequest& req, ChunkSink& s
           "allocation {} runs on machine {}, which is not registered (down?): its logs are "
           "out of reach",
           id, entry->machine.empty() ? "(none)" : entry->machine)));
+    }
+    if (*api == req.Header("host")) {
+      // That machine's agent is this one, yet it does not know itself by that machine id:
+      // redirecting would loop.
+      return fail(Unavailable(fmt::format(
+          "allocation {} runs on machine {}, whose agent is this one, but this agent serves "
+          "logs for machine \"{}\" only",
+          id, entry->machine, ctx.machine_id)));
     }
     std::string location = "http://" + *api + "/v1/allocs/" + QueryEncode(id) + "/logs";
     char sep = '?';

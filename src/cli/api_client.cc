@@ -28,6 +28,11 @@ ApiClient::ApiClient(std::string address, std::chrono::milliseconds timeout) : t
   if (host_.size() > 2 && host_.front() == '[') host_ = host_.substr(1, host_.size() - 2);
 }
 
+std::string ApiClient::HostHeader() const {
+  bool v6 = host_.find(':') != std::string::npos;
+  return (v6 ? "[" + host_ + "]" : host_) + ":" + port_;
+}
+
 namespace {
 
 Status TransportError(const std::string& address, const beast::error_code& ec) {
@@ -52,7 +57,7 @@ Result<ApiResponse> ApiClient::Call(
   if (ec) return TransportError(address_, ec);
 
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
-  req.set(http::field::host, host_);
+  req.set(http::field::host, HostHeader());
   req.set(http::field::user_agent, std::string("berth-cli/") + Version());
   if (!content_type.empty()) req.set(http::field::content_type, content_type);
   for (const auto& [k, v] : headers) req.set(k, v);
@@ -174,7 +179,7 @@ Status ApiClient::StreamOnce(const std::string& target,
   net::connect(socket, endpoints, ec);
   if (ec) return TransportError(address_, ec);
   http::request<http::empty_body> req{http::verb::get, target, 11};
-  req.set(http::field::host, host_);
+  req.set(http::field::host, HostHeader());
   req.set(http::field::user_agent, std::string("berth-cli/") + Version());
   http::write(socket, req, ec);
   if (ec) return TransportError(address_, ec);

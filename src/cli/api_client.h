@@ -43,6 +43,8 @@ class ApiClient {
   const std::string& address() const { return address_; }
 
  private:
+  // "HOST:PORT" as the Host header carries it (an agent compares it with machine addresses).
+  std::string HostHeader() const;
   // One request; on a redirect sets *location (and returns Ok) instead of streaming.
   Status StreamOnce(const std::string& target, const std::function<bool(std::string_view)>& on_data,
                     std::string* location);

@@ -669,6 +669,15 @@ TEST_F(AllocApiTest, LogsOnAnotherMachineRedirectToItsAgent) {
             "http://" + m2_addr + "/v1/allocs/web-frontend-1-bbbb2222/logs?tail=5");
   EXPECT_NE(raw->json["error"].get<std::string>().find("m2"), std::string::npos);
 
+  // An agent that finds itself registered as the allocation's machine must not redirect to
+  // itself (it would loop): 503.
+  PutMachine("m3", "127.0.0.1:" + std::to_string(server_->port()));
+  auto a3 = Alloc("web-frontend-3-ffff6666", "frontend", 3, "m3");
+  PutAlloc(a3);
+  std::tie(st, got) = StreamAll("/v1/allocs/" + a3.id + "/logs");
+  EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
+  EXPECT_NE(st.message().find("whose agent is this one"), std::string::npos) << st.message();
+
   // The client follows the redirect and gets m2's output.
   std::tie(st, got) = StreamAll("/v1/allocs/web-frontend-1/logs?tail=5");
   ASSERT_TRUE(st.ok()) << st.ToString();
