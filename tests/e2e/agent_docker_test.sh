@@ -32,9 +32,11 @@ PRIV_HOST=unix://$PRIV_DIR/docker.sock
 MAIN_ARGS=(--dev --machine-id itest-main --publish-ip 127.0.0.1 --docker-host "$HOST")
 PRIV_ARGS=(--dev --machine-id itest-priv --publish-ip 127.0.0.1 --docker-host "$PRIV_HOST")
 
+EVENTS_PID=""
 cleanup() {
   local pid
   [[ -n "$HOLDER_PID" ]] && stop_pid KILL "$HOLDER_PID"
+  [[ -n "$EVENTS_PID" ]] && stop_pid TERM "$EVENTS_PID"
   for pid in "${AGENT_PIDS[@]}"; do
     kill -0 "$pid" 2>/dev/null && stop_pid TERM "$pid"
   done
@@ -99,7 +101,11 @@ check_allocs "[start/stop] allocations stopped or gone" \
 
 # --- 2. restart policy and crash-loop back-off -----------------------------------------------
 J=itest-crash
-since=$(date +%s)
+# Count the containers made for the job from the engine's live event stream (started before the
+# submission; a later `docker events --since` can miss events that its buffer already dropped).
+dk "$HOST" events --since "$(date +%s)" --filter "label=berth.job=$J" --filter event=create \
+  --format '{{.ID}}' >"$TMP/crash-creates" 2>&1 &
+EVENTS_PID=$!
 out=$("$BERTH" --addr "$A" job run "$JOBS/$J.yml" 2>&1)
 check "[restart] job run $J: $out" contains "$out" "submitted"
 if check_allocs "[restart] the allocation ends failed" 90 "$A" "$J" 'all_state(a, 1, "failed")'; then
@@ -110,10 +116,11 @@ if check_allocs "[restart] the allocation ends failed" 90 "$A" "$J" 'all_state(a
   sleep 4
   check_allocs "[restart] still failed with restarts == 2 a while later" 0 "$A" "$J" \
     'all_state(a, 1, "failed") and tasks(a)[0]["restarts"] == 2'
-  creates=$(dk "$HOST" events --since "$since" --until "$(date +%s)" \
-    --filter "label=berth.job=$J" --filter event=create --format '{{.ID}}' | grep -c . || true)
+  creates=$(sort -u "$TMP/crash-creates" | grep -c . || true)
   check "[restart] 3 containers were created in all, 1 + 2 restarts ($creates)" test "$creates" -eq 3
 fi
+stop_pid TERM "$EVENTS_PID"
+EVENTS_PID=""
 check "[restart] no container of $J runs" ctr_count_is 0 "$HOST" "$J"
 "$BERTH" --addr "$A" job stop "$J" >/dev/null 2>&1
 
@@ -158,7 +165,11 @@ before_ids=$(ctr_ids "$HOST" "$J" -a)
 before_started=$(for c in $before_ids; do dk "$HOST" inspect -f '{{.State.StartedAt}}' "$c"; done)
 before_allocs=$(alloc_py "$A" "$J" 'sorted(x["id"] + "=" + str(x["tasks"][0]["ports"]) for x in a)')
 check "[adopt] 3 containers before the kill" test "$(grep -c . <<<"$before_ids")" -eq 3
-killed_at=$(date +%s)
+# The engine's events for the job from here on, to show who stopped or replaced what if a
+# container changes.
+dk "$HOST" events --since "$(date +%s)" --filter "label=berth.job=$J" \
+  --format '{{.Time}} {{.Action}} {{.Actor.Attributes.name}} {{.ID}}' >"$TMP/adopt-events" 2>&1 &
+EVENTS_PID=$!
 stop_pid KILL "${AGENT_PID[main]}"
 check "[adopt] agent restarts on the same data dir after SIGKILL" start_agent main "${MAIN_ARGS[@]}"
 A=${ADDR[main]:-}
@@ -170,10 +181,11 @@ check_allocs "[adopt] still running once settled" 30 "$A" "$J" 'all_state(a, 3, 
 after_ids=$(ctr_ids "$HOST" "$J" -a)
 after_started=$(for c in $after_ids; do dk "$HOST" inspect -f '{{.State.StartedAt}}' "$c"; done)
 if ! check "[adopt] exactly 3 containers, the same ids as before" test "$after_ids" = "$before_ids"; then
-  echo "    engine events for $J since the kill (who stopped or replaced what):"
-  dk "$HOST" events --since "$killed_at" --until "$(date +%s)" --filter "label=berth.job=$J" \
-    --format '    {{.Time}} {{.Action}} {{.Actor.Attributes.name}} {{.ID}}' | grep -v exec_ | head -n 30
+  echo "    engine events for $J since the kill:"
+  grep -v exec_ "$TMP/adopt-events" | head -n 30 | sed 's/^/    /'
 fi
+stop_pid TERM "$EVENTS_PID"
+EVENTS_PID=""
 check "[adopt] none restarted (same start times)" test "$after_started" = "$before_started"
 after_allocs=$(alloc_py "$A" "$J" 'sorted(x["id"] + "=" + str(x["tasks"][0]["ports"]) for x in a)')
 check "[adopt] same allocations and host ports" test "$after_allocs" = "$before_allocs"
