@@ -62,6 +62,7 @@ fi
 WORK="$(mktemp -d /tmp/berth-rss-bench.XXXXXX)"
 RID="$(basename "$WORK" | cut -d. -f2 | tr '[:upper:]' '[:lower:]')"
 AGENT_PID=""
+EVENTS_PID=""
 MACHINES=()
 TAGS=()
 PROBLEMS=()
@@ -102,6 +103,7 @@ stop_agent() {
 
 cleanup() {
   set +e
+  [[ -n "$EVENTS_PID" ]] && kill "$EVENTS_PID" 2>/dev/null
   stop_agent
   local m t ids pids
   for m in "${MACHINES[@]}"; do
@@ -126,14 +128,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# "VmRSS VmHWM RssAnon Pss Threads" of a pid, in KiB (Threads a count); "- - - - -" if gone.
+# "VmRSS VmHWM RssAnon RssFile Pss Threads" of a pid, in KiB (Threads a count); dashes if gone.
 sample() {
   local pid=$1
-  if [[ ! -r /proc/$pid/status ]]; then echo "- - - - -"; return; fi
+  if [[ ! -r /proc/$pid/status ]]; then echo "- - - - - -"; return; fi
   awk -v pss="$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null)" '
-    /^VmRSS:/ {rss=$2} /^VmHWM:/ {hwm=$2} /^RssAnon:/ {anon=$2} /^Threads:/ {thr=$2}
-    END {print rss, hwm, anon, (pss == "" ? "-" : pss), thr}' "/proc/$pid/status"
+    /^VmRSS:/ {rss=$2} /^VmHWM:/ {hwm=$2} /^RssAnon:/ {anon=$2} /^RssFile:/ {file=$2}
+    /^Threads:/ {thr=$2}
+    END {print rss, hwm, anon, file, (pss == "" ? "-" : pss), thr}' "/proc/$pid/status"
 }
+
+# utime+stime of a pid in clock ticks (0 if gone).
+cpu_ticks() {
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || { echo 0; return; }
+  stat="${stat##*) }"  # the fields after "(comm) "; utime and stime are then fields 12 and 13
+  awk '{print $12 + $13}' <<<"$stat"
+}
+CLK_TCK="$(getconf CLK_TCK)"
 
 # Sum and count of VmRSS (KiB) over a list of pids.
 rss_sum() {
@@ -176,11 +188,23 @@ RESULTS="$WORK/results.txt"
 PEERS="$WORK/peers.txt"
 : >"$RESULTS"
 : >"$PEERS"
-record() {  # record DRIVER STATE
-  local s
+# settle_and_record DRIVER STATE: waits SETTLE seconds, then samples the agent; also the CPU the
+# agent (and, for docker, dockerd) used during those seconds, in % of one core.
+settle_and_record() {
+  local s a0 a1 d0=0 d1=0 dpid="" t0 t1 acpu dcpu="-"
+  [[ $1 == docker ]] && dpid="$(pgrep -x -o dockerd || true)"
+  t0=$EPOCHREALTIME
+  a0=$(cpu_ticks "$AGENT_PID")
+  [[ -n "$dpid" ]] && d0=$(cpu_ticks "$dpid")
+  sleep "$SETTLE"
+  a1=$(cpu_ticks "$AGENT_PID")
+  [[ -n "$dpid" ]] && d1=$(cpu_ticks "$dpid")
+  t1=$EPOCHREALTIME
   s="$(sample "$AGENT_PID")"
-  echo "$1|$2|$s" >>"$RESULTS"
-  log "$1, $2: VmRSS VmHWM RssAnon Pss (KiB) Threads = $s"
+  acpu=$(awk -v d=$((a1 - a0)) -v t0="$t0" -v t1="$t1" -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", 100 * d / hz / (t1 - t0)}')
+  [[ -n "$dpid" ]] && dcpu=$(awk -v d=$((d1 - d0)) -v t0="$t0" -v t1="$t1" -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", 100 * d / hz / (t1 - t0)}')
+  echo "$1|$2|$s $acpu $dcpu" >>"$RESULTS"
+  log "$1, $2: VmRSS VmHWM RssAnon RssFile Pss (KiB) Threads agent-CPU% dockerd-CPU% = $s $acpu $dcpu"
 }
 
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -230,13 +254,19 @@ EOF
     exit 1
   fi
   log "$DRIVER: agent $AGENT_PID at $ADDR, machine $MACHINE; settling ${SETTLE}s"
-  sleep "$SETTLE"
-  record "$DRIVER" "idle, 0 allocations"
+  settle_and_record "$DRIVER" "idle, 0 allocations"
 
   # 2. COUNT allocations
   sed -e "s/^name: .*/name: $JOB/" -e "s/^    count: .*/    count: $COUNT/" \
     -e "s/BENCH_RUN: \"manual\"/BENCH_RUN: \"$TAG\"/" \
     "$ROOT/bench/jobs/sleep-$DRIVER.yml" >"$WORK/$JOB.yml"
+  if [[ $DRIVER == docker ]]; then
+    # The engine's create/start events of our containers: how many starts were in flight at once.
+    docker events --filter "label=berth.machine=$MACHINE" --filter event=create --filter event=start \
+      --format '{{.TimeNano}} {{.Action}} {{.Actor.ID}}' >"$WORK/events-$DRIVER.txt" 2>/dev/null &
+    EVENTS_PID=$!
+    sleep 1  # the stream subscribes asynchronously
+  fi
   T0=$SECONDS
   if ! "$BERTH" --addr "$ADDR" job run "$WORK/$JOB.yml" >"$WORK/$JOB.out" 2>&1; then
     echo "berth job run failed:" >&2; cat "$WORK/$JOB.out" >&2; exit 1
@@ -257,8 +287,32 @@ EOF
   fi
   START_SECS=$((SECONDS - T0))
   echo "$DRIVER|start_secs|$START_SECS" >>"$PEERS"
-  sleep "$SETTLE"
-  record "$DRIVER" "$COUNT allocations running"
+  echo "$DRIVER|start_errors|$(grep -c 'start-error' "$WORK/agent-$DRIVER.log" || true) $(grep 'start-error' "$WORK/agent-$DRIVER.log" | grep -c 'no answer within' || true)" >>"$PEERS"
+  if [[ -n "$EVENTS_PID" ]]; then
+    kill "$EVENTS_PID" 2>/dev/null || true
+    wait "$EVENTS_PID" 2>/dev/null || true
+    EVENTS_PID=""
+    echo "$DRIVER|starts|$(python3 - "$WORK/events-$DRIVER.txt" <<'EOF'
+import sys
+ev = [l.split() for l in open(sys.argv[1]) if len(l.split()) == 3]
+created, spans = {}, []
+for t, action, cid in ev:
+    if action == "create":
+        created[cid] = int(t)
+    elif action == "start" and cid in created:
+        spans.append((created[cid], int(t)))
+if not spans:
+    print("-"); sys.exit()
+points = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+cur = peak = 0
+for _, d in points:
+    cur += d; peak = max(peak, cur)
+first, last = min(a for a, _ in spans), max(b for _, b in spans)
+print("%d %.1f %d" % (len(spans), (last - first) / 1e9, peak))
+EOF
+)" >>"$PEERS"
+  fi
+  settle_and_record "$DRIVER" "$COUNT allocations running"
 
   # Context: the engine, and the tasks themselves.
   if [[ $DRIVER == docker ]]; then
@@ -294,8 +348,7 @@ EOF
     echo "docker|exited_left|$(docker ps -aq --filter "label=berth.machine=$MACHINE" --filter status=exited | wc -l)" >>"$PEERS"
   fi
   log "$DRIVER: tasks gone after $((SECONDS - T0))s; settling ${SETTLE}s"
-  sleep "$SETTLE"
-  record "$DRIVER" "after stop --purge, 0 allocations"
+  settle_and_record "$DRIVER" "after stop --purge, 0 allocations"
 
   # 4. done with this agent
   stop_agent
@@ -309,14 +362,23 @@ peers = [l.rstrip("\n").split("|") for l in open(sys.argv[2]) if l.strip()]
 count = int(sys.argv[3])
 def mib(v):
     return "-" if v in ("-", "") else "%.1f" % (int(v) / 1024)
-print("| driver | agent state | VmRSS (MiB) | VmHWM (MiB) | RssAnon (MiB) | Pss (MiB) | threads |")
-print("|---|---|---:|---:|---:|---:|---:|")
+print("| driver | agent state | VmRSS (MiB) | VmHWM (MiB) | RssAnon (MiB) | RssFile (MiB) | Pss (MiB) | threads | agent CPU (% of a core) | dockerd CPU (% of a core) |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 worst = None
 for driver, state, s in results:
-    rss, hwm, anon, pss, thr = s.split()
-    print("| %s | %s | %s | %s | %s | %s | %s |" % (driver, state, mib(rss), mib(hwm), mib(anon), mib(pss), thr))
+    rss, hwm, anon, rfile, pss, thr, acpu, dcpu = s.split()
+    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        driver, state, mib(rss), mib(hwm), mib(anon), mib(rfile), mib(pss), thr, acpu, dcpu))
     if state.startswith(str(count)) and rss != "-":
         worst = max(worst or 0, int(rss))
+print()
+by = {(d, st): v.split() for d, st, v in results}
+for d in ("process", "docker"):
+    idle, busy = by.get((d, "idle, 0 allocations")), by.get((d, "%d allocations running" % count))
+    if idle and busy and "-" not in idle[:6] and "-" not in busy[:6]:
+        print("%s driver, per allocation: %+.0f KiB VmRSS, %+.0f KiB RssAnon, %+.2f threads "
+              "(idle → %d running)." % (d, (int(busy[0]) - int(idle[0])) / count,
+              (int(busy[2]) - int(idle[2])) / count, (int(busy[5]) - int(idle[5])) / count, count))
 print()
 if worst is not None:
     print("Largest VmRSS with %d allocations: **%.1f MiB**; target < 20 MiB: %s." %
@@ -343,6 +405,14 @@ for d in ("process", "docker"):
         total, n = map(int, p[(d, "tasks")].split())
         if n:
             rows.append("| %s: busybox sleep VmRSS per task (%d tasks) | %.2f MiB |" % (d, n, total / n / 1024))
+for d in ("process", "docker"):
+    if (d, "start_errors") in p:
+        n, timeouts = p[(d, "start_errors")].split()
+        rows.append("| %s: start errors in the agent log (of which engine timeouts) | %s (%s) |" % (d, n, timeouts))
+if p.get(("docker", "starts"), "-") != "-":
+    n, secs, peak = p[("docker", "starts")].split()
+    rows.append("| docker: first create → last start of the %s containers (engine events) | %s s |" % (n, secs))
+    rows.append("| docker: most containers between create and start at once | %s |" % peak)
 if ("docker", "exited_left") in p:
     rows.append("| docker: exited containers left after stop --purge | %s |" % p[("docker", "exited_left")])
 if rows:
@@ -363,15 +433,17 @@ if ((WRITE_DOC)); then
     echo
     echo "Run on $(date -u +%Y-%m-%d) on $(nproc) cores ($(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')),"
     echo "$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r), Docker Engine $(docker version -f '{{.Server.Version}}' 2>/dev/null || echo '?'),"
-    echo "berth $("$BERTH" --version | awk '{print $2}') ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null), $(grep -m1 CMAKE_BUILD_TYPE "$(dirname "$(dirname "$BERTH")")/CMakeCache.txt" 2>/dev/null | cut -d= -f2 || echo '?') build);"
+    echo "berth $("$BERTH" --version | awk '{print $2}') ($(git -C "$ROOT" describe --always --dirty 2>/dev/null), $(grep -m1 CMAKE_BUILD_TYPE "$(dirname "$(dirname "$BERTH")")/CMakeCache.txt" 2>/dev/null | cut -d= -f2 || echo '?') build);"
     echo "load average at the start: $LOAD_START, at the end: $LOAD_END."
     echo "Command: \`$COMMAND\`"
     echo
     echo "One fresh \`berth agent --dev\` per driver. Samples are taken ${SETTLE} s after the agent"
     echo "started, ${SETTLE} s after all $COUNT allocations of one job (count $COUNT, \`/bin/busybox sleep"
     echo "3600\`: bench/jobs/sleep-process.yml, bench/jobs/sleep-docker.yml) were running, and ${SETTLE} s"
-    echo "after the job was stopped and purged. VmRSS counts shared pages (libraries) in full; Pss"
-    echo "shares them out among the processes that map them; VmHWM is the peak VmRSS so far."
+    echo "after the job was stopped and purged. VmRSS = RssAnon (heap, stacks) + RssFile (the binary"
+    echo "and shared libraries, counted in full) + RssShmem; Pss shares file pages out among the"
+    echo "processes that map them; VmHWM is the peak VmRSS so far. CPU is what the process used"
+    echo "during the ${SETTLE} s before the sample (dockerd's includes any other users of the engine)."
     echo
     echo "$TABLES"
     for p in "${PROBLEMS[@]}"; do echo; echo "Problem seen: $p"; done

@@ -13,9 +13,11 @@
 #              "## Start latency: berth vs docker run" (or "... (published port)" with --http) in
 #              docs/benchmarks.md, leaving the other sections alone
 #
-# How it measures. One `docker events --filter type=container --filter event=start` stream runs
-# for the whole benchmark (read through a FIFO, so waiting costs no CPU); the end of every run is
-# the engine's own TimeNano of the container's start event. The start is a timestamp taken in
+# How it measures. One `docker events --filter type=container --filter event=create
+# --filter event=start` stream runs for the whole benchmark (read through a FIFO, so waiting costs
+# no CPU); the end of every run is the engine's own TimeNano of the container's start event, and
+# its create event splits the run into "until the container is created" (for berth: the CLI, the
+# API, the store, the reconciler reacting) and "create -> start" (the engine). The start is a timestamp taken in
 # this shell (bash's $EPOCHREALTIME, no fork) just before the CLI command.
 #   berth:  before `berth job run` (a new job name per run, count 1) -> start event of the
 #           container labelled berth.job=<name>; also reported: when `berth job run` returned.
@@ -153,28 +155,33 @@ log "agent $AGENT_PID at $ADDR, machine $MACHINE ($("$BERTH" --version))"
 
 # --- events ------------------------------------------------------------------------------------
 mkfifo "$WORK/events.fifo"
-docker events --filter type=container --filter event=start \
-  --format '{{.TimeNano}}|{{.Actor.Attributes.name}}|{{index .Actor.Attributes "berth.job"}}|{{index .Actor.Attributes "berth.machine"}}' \
+docker events --filter type=container --filter event=create --filter event=start \
+  --format '{{.TimeNano}}|{{.Actor.Attributes.name}}|{{index .Actor.Attributes "berth.job"}}|{{index .Actor.Attributes "berth.machine"}}|{{.Action}}' \
   >"$WORK/events.fifo" 2>"$WORK/events.err" &
 EVENTS_PID=$!
 exec 3<"$WORK/events.fifo"
 
-# Reads start events until one matches field $1 (2 = container name, 3 = berth.job) == $2;
-# prints its TimeNano. Other containers' events (other users of the engine) are skipped.
+# Reads events until a start event matches field $1 (2 = container name, 3 = berth.job) == $2;
+# prints the TimeNano of that container's create event (0 if not seen) and of its start event.
+# Other containers' events (other users of the engine) are skipped.
 wait_start() {
-  local field=$1 want=$2 timeout=${3:-60} line deadline=$((SECONDS + ${3:-60}))
+  local field=$1 want=$2 timeout=${3:-60} line deadline=$((SECONDS + ${3:-60})) created=0
   while ((SECONDS < deadline)); do
     if ! IFS= read -r -t "$timeout" -u 3 line; then break; fi
     echo "$line" >>"$WORK/events.log"
     local -a f
     IFS='|' read -r -a f <<<"$line"
-    if [[ "${f[$((field - 1))]:-}" == "$want" ]]; then echo "${f[0]}"; return 0; fi
+    if [[ "${f[$((field - 1))]:-}" == "$want" ]]; then
+      [[ "${f[4]:-}" == create ]] && { created=${f[0]}; continue; }
+      [[ "${f[4]:-}" == start ]] && { echo "$created ${f[0]}"; return 0; }
+    fi
   done
   return 1
 }
 
 # --- one berth run / one docker run ------------------------------------------------------------
-# Globals set by each: R_SUBMIT (ns to the CLI returning), R_START (ns to the start event).
+# Globals set by each: R_SUBMIT (ns to the CLI returning), R_CREATE / R_START (ns to the create /
+# start event).
 berth_run() {
   local name=$1 file="$WORK/$1.yml" t0 t1 ev
   sed -e "s/^name: .*/name: $name/" -e "s/BENCH_RUN: \"manual\"/BENCH_RUN: \"$RID\"/" \
@@ -190,20 +197,24 @@ berth_run() {
     "$BERTH" --addr "$ADDR" alloc ls --job "$name" --json >&2 || true
     return 1
   fi
-  R_SUBMIT=$((t1 - t0)); R_START=$((ev - t0))
+  R_SUBMIT=$((t1 - t0)); R_CREATE=$((${ev% *} - t0)); R_START=$((${ev#* } - t0))
   # Label check: the container carries our berth.machine label (cleanup relies on it).
-  grep -q "|$name|$MACHINE\$" "$WORK/events.log" || LABEL_PROBLEM=1
-  # Stop and purge; wait until the container no longer runs so the next run starts quiet.
+  grep -q "|$name|$MACHINE|start\$" "$WORK/events.log" || LABEL_PROBLEM=1
+  # Stop and purge; wait until the container is gone (or at least stopped, if it is still there
+  # 10 s later) so the next run starts quiet.
   "$BERTH" --addr "$ADDR" job stop "$name" --purge >>"$WORK/$name.out" 2>&1 || {
     echo "berth job stop $name --purge failed:" >&2; cat "$WORK/$name.out" >&2; return 1; }
-  local waited=0
-  while [[ -n "$(docker ps -q --filter "label=berth.job=$name" --filter "label=berth.machine=$MACHINE")" ]]; do
+  local waited=0 states
+  while :; do
+    states="$(docker ps -a --filter "label=berth.job=$name" --filter "label=berth.machine=$MACHINE" --format '{{.State}}')"
+    [[ -z "$states" ]] && break
+    if ! grep -q running <<<"$states" && ((waited >= 100)); then KEPT=$((KEPT + 1)); break; fi
     sleep 0.1; waited=$((waited + 1))
     if ((waited > 300)); then
       echo "container of job $name still running 30s after job stop --purge; removing it" >&2
       STOP_PROBLEM=1
       # shellcheck disable=SC2046
-      docker rm -f $(docker ps -q --filter "label=berth.job=$name" --filter "label=berth.machine=$MACHINE") >/dev/null
+      docker rm -f $(docker ps -aq --filter "label=berth.job=$name" --filter "label=berth.machine=$MACHINE") >/dev/null
       break
     fi
   done
@@ -217,7 +228,7 @@ docker_run() {
     "${DOCKER_LIMITS[@]}" "${DOCKER_PORTS[@]}" "$IMAGE" "${DOCKER_CMD[@]}" >/dev/null
   t1=$(now_ns)
   ev=$(wait_start 2 "$name" 60) || { echo "no start event for container $name" >&2; return 1; }
-  R_SUBMIT=$((t1 - t0)); R_START=$((ev - t0))
+  R_SUBMIT=$((t1 - t0)); R_CREATE=$((${ev% *} - t0)); R_START=$((${ev#* } - t0))
   docker rm -f "$name" >/dev/null
 }
 
@@ -236,6 +247,7 @@ docker rm -f "bench-warm-$RID-"{1..5} >/dev/null 2>&1 || true
 LABEL_PROBLEM=0
 STOP_PROBLEM=0
 STOP_WAIT_TOTAL=0
+KEPT=0
 berth_run "bs-$RID-w"
 # Same limits as berth's container: read them off the warm-up container the agent made? It is
 # gone (purged); so the values come from the job template (memory 32MiB) and, for CpuShares,
@@ -262,11 +274,11 @@ sleep 1
 : >"$WORK/results.txt"
 for i in $(seq 1 "$RUNS"); do
   berth_run "bs-$RID-$i"
-  echo "berth $R_SUBMIT $R_START" >>"$WORK/results.txt"
+  echo "berth $R_SUBMIT $R_START $R_CREATE" >>"$WORK/results.txt"
   b=$R_START
   sleep 1
   docker_run "bd-$RID-$i"
-  echo "docker $R_SUBMIT $R_START" >>"$WORK/results.txt"
+  echo "docker $R_SUBMIT $R_START $R_CREATE" >>"$WORK/results.txt"
   log "run $i/$RUNS: berth $((b / 1000000)) ms, docker run $((R_SUBMIT / 1000000)) ms (start event $((R_START / 1000000)) ms)"
   sleep 1
 done
@@ -275,27 +287,36 @@ LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
 TABLE="$(python3 - "$WORK/results.txt" <<'EOF'
 import math, statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-b_sub = [int(r[1]) / 1e6 for r in rows if r[0] == "berth"]
-b_start = [int(r[2]) / 1e6 for r in rows if r[0] == "berth"]
-d_wall = [int(r[1]) / 1e6 for r in rows if r[0] == "docker"]
-d_start = [int(r[2]) / 1e6 for r in rows if r[0] == "docker"]
+def col(side, i):
+    return [int(r[i]) / 1e6 for r in rows if r[0] == side]
+b_sub, b_start, b_create = col("berth", 1), col("berth", 2), col("berth", 3)
+d_wall, d_start, d_create = col("docker", 1), col("docker", 2), col("docker", 3)
 def p(xs, q):  # nearest rank
     s = sorted(xs); return s[max(0, math.ceil(q * len(s)) - 1)]
-cols = [("berth: job run → start event", b_start),
-        ("berth: job run returned", b_sub),
-        ("docker run -d → start event", d_start),
-        ("docker run -d returned", d_wall)]
-print("| ms (n=%d each) | " % len(b_start) + " | ".join(c for c, _ in cols) + " |")
-print("|---|" + "---:|" * len(cols))
-for label, f in [("median", statistics.median), ("p90", lambda x: p(x, 0.9)),
-                 ("min", min), ("max", max), ("mean", statistics.mean)]:
-    print("| %s | " % label + " | ".join("%.1f" % f(xs) for _, xs in cols) + " |")
+stats = [("median", statistics.median), ("p90", lambda x: p(x, 0.9)), ("min", min),
+         ("max", max), ("mean", statistics.mean)]
+lines = [
+    ("**berth: job run → container start event**", b_start),
+    ("berth: job run → create event (CLI, API, store, reconciler)", b_create),
+    ("berth: create → start event (engine)", [s - c for s, c in zip(b_start, b_create)]),
+    ("berth: job run returned", b_sub),
+    ("**docker run -d → container start event**", d_start),
+    ("docker run -d → create event", d_create),
+    ("docker run -d: create → start event (engine)", [s - c for s, c in zip(d_start, d_create)]),
+    ("**docker run -d returned**", d_wall),
+    ("berth − docker run, start events of the same pair", [b - d for b, d in zip(b_start, d_start)]),
+]
+print("| ms (%d runs per side) | " % len(b_start) + " | ".join(n for n, _ in stats) + " |")
+print("|---|" + "---:|" * len(stats))
+for label, xs in lines:
+    print("| %s | " % label + " | ".join("%.1f" % f(xs) for _, f in stats) + " |")
 mb, md, mw = statistics.median(b_start), statistics.median(d_start), statistics.median(d_wall)
 print()
-print("Ratio of medians, berth (submit → start event) / docker run -d: **%.2fx** against its"
-      " start event, **%.2fx** against its return; target ≤ 1.1x: %s." %
-      (mb / md, mb / mw, "met" if mb / mw <= 1.1 and mb / md <= 1.1 else
-       ("met against docker run's return only" if mb / mw <= 1.1 else "not met")))
+verdict = ("met" if mb / mw <= 1.1 and mb / md <= 1.1 else
+           "met against docker run's return only" if mb / mw <= 1.1 else "not met")
+print("Ratio of medians, berth (job run → start event) / docker run -d: **%.2fx** against"
+      " docker run's start event, **%.2fx** against docker run returning; target ≤ 1.1x: %s."
+      % (mb / md, mb / mw, verdict))
 EOF
 )"
 
@@ -303,7 +324,8 @@ echo
 echo "$TABLE"
 ((LABEL_PROBLEM)) && echo "problem: some berth containers lacked the label berth.machine=$MACHINE" >&2
 ((STOP_PROBLEM)) && echo "problem: some berth containers kept running 30s after job stop --purge" >&2
-echo "(berth job stop --purge → container stopped: mean $((STOP_WAIT_TOTAL * 100 / (RUNS + 1))) ms, polled at 100 ms)" >&2
+((KEPT)) && echo "problem: $KEPT berth container(s) stopped but not removed 10s after job stop --purge" >&2
+echo "(berth job stop --purge → container removed: mean $((STOP_WAIT_TOTAL * 100 / (RUNS + 1))) ms, polled at 100 ms)" >&2
 
 if ((WRITE_DOC)); then
   DOC="$ROOT/docs/benchmarks.md"
@@ -313,7 +335,7 @@ if ((WRITE_DOC)); then
     echo
     echo "Run on $(date -u +%Y-%m-%d) on $(nproc) cores ($(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')),"
     echo "$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r), Docker Engine $(docker version -f '{{.Server.Version}}' 2>/dev/null),"
-    echo "berth $("$BERTH" --version | awk '{print $2}') ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null), $(grep -m1 CMAKE_BUILD_TYPE "$(dirname "$(dirname "$BERTH")")/CMakeCache.txt" 2>/dev/null | cut -d= -f2 || echo '?') build);"
+    echo "berth $("$BERTH" --version | awk '{print $2}') ($(git -C "$ROOT" describe --always --dirty 2>/dev/null), $(grep -m1 CMAKE_BUILD_TYPE "$(dirname "$(dirname "$BERTH")")/CMakeCache.txt" 2>/dev/null | cut -d= -f2 || echo '?') build);"
     echo "load average at the start: $LOAD_START, at the end: $LOAD_END (a shared machine: other"
     echo "builds ran alongside, which is why the runs are interleaved)."
     echo "Command: \`$COMMAND\`"
@@ -322,9 +344,12 @@ if ((WRITE_DOC)); then
     echo "the limits read off berth's own container (\`${DOCKER_LIMITS[*]:-none}\`). $RUNS runs per side after a"
     echo "discarded warm-up pair, alternating berth / docker run with 1 s of quiet between runs; each"
     echo "berth run submits a new job (count 1) to \`berth agent --dev\` and stops and purges it"
-    echo "afterwards. The end of a run is the engine's own timestamp of the container's \`start\`"
-    echo "event (one \`docker events\` stream for the whole benchmark); the start is taken in the"
-    echo "script just before the CLI command, so both sides include their CLI's process start."
+    echo "afterwards (waiting until its container is gone). The end of a run is the engine's own"
+    echo "timestamp of the container's \`start\` event (one \`docker events\` stream for the whole"
+    echo "benchmark); the start is taken in the script just before the CLI command, so both sides"
+    echo "include their CLI's process start. The container's \`create\` event splits each run into"
+    echo "the part before the engine is asked to create it (for berth: CLI, API, store write, the"
+    echo "reconciler noticing and placing the allocation) and the engine's create → start."
     echo
     echo "$TABLE"
     echo
