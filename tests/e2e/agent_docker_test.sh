@@ -295,6 +295,29 @@ if check "[engine] private dockerd starts" "$ROOT/scripts/private-dockerd.sh" st
     "sorted(t['restarts'] for t in tasks(a)) == [int(x) for x in '$restarts_before'.split()]"
   "$BERTH" --addr "$P" job stop "$J" >/dev/null 2>&1
   check "[engine] job stop: no container runs" wait_for 60 ctr_count_is 0 "$PRIV_HOST" "$J"
+
+  # The same with no restarts allowed (attempts 0, mode fail): a container that never stopped
+  # must not turn its allocation failed, nor be left running after the job stops.
+  J=itest-once
+  out=$("$BERTH" --addr "$P" job run "$JOBS/$J.yml" 2>&1)
+  check "[engine] job run $J: $out" contains "$out" "submitted"
+  check_allocs "[engine] $J running" 90 "$P" "$J" 'all_state(a, 1, "running")'
+  stop_pid KILL "${AGENT_PID[priv]}"
+  mv "$PRIV_DIR/docker.sock" "$PRIV_DIR/docker.sock.away"
+  check "[engine] agent restarts while its engine is unreachable ($J)" \
+    start_agent priv "${PRIV_ARGS[@]}"
+  P=${ADDR[priv]:-}
+  sleep 2 # observation window: what the new agent concludes without its engine
+  mv "$PRIV_DIR/docker.sock.away" "$PRIV_DIR/docker.sock"
+  # Known gap (AllocRunner::Prepare, as above): it is taken for gone, so with no restarts
+  # left the allocation fails while its container runs on, untracked.
+  gap "[engine] $J not given up as failed while its container runs" \
+    wait_allocs 20 "$P" "$J" 'all_state(a, 1, "running")'
+  "$BERTH" --addr "$P" job stop "$J" >/dev/null 2>&1
+  check_allocs "[engine] $J: allocation stopped or gone after job stop" 60 "$P" "$J" \
+    'all(x["state"] in ("stopped", "complete") for x in a)'
+  gap "[engine] $J: job stop leaves no container running" \
+    wait_for 20 ctr_count_is 0 "$PRIV_HOST" "$J"
 fi
 
 check "main agent still running at the end" kill -0 "${AGENT_PID[main]}"
