@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -301,6 +302,10 @@ int RunAgent(AgentOptions options, const std::string& version) {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  // One thread per allocation would otherwise get up to 8 malloc arenas per core, each keeping
+  // its own free memory: two arenas keep an agent with many allocations small (measured in
+  // docs/benchmarks.md), and its threads rarely contend for the allocator.
+  mallopt(M_ARENA_MAX, 2);
 
   bool dev = options.dev;
   auto agent = Agent::Create(std::move(options));

@@ -363,7 +363,9 @@ void AllocRunner::TryStart(TaskRun& t) {
     if (!got.ok()) return start_failed(got.status());
     for (size_t i = 0; i < missing.size(); ++i) t.report.ports[missing[i].name] = (*got)[i];
   }
+  if (deps_.start_gate) deps_.start_gate->acquire();
   auto handle = t.driver->Start(BuildRequest(t));
+  if (deps_.start_gate) deps_.start_gate->release();
   if (!handle.ok()) return start_failed(handle.status());
   t.unavailable_backoff = kMinUnavailableBackoff;
   t.handle = *handle;

@@ -34,6 +34,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <semaphore>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,6 +58,10 @@ struct RunnerDeps {
   // again each poll until it returns OK).
   std::function<Status(const runtime::AllocStatus&)> publish;
   std::chrono::milliseconds poll_interval{1000};
+  // Bounds how many driver starts run at once across the agent's runners (nullptr: no bound).
+  // An engine asked to create 50 containers at once answers slower than 4 at a time, and its
+  // callers time out and retry.
+  std::shared_ptr<std::counting_semaphore<>> start_gate;
   // Consulted before the first start of a task that was not re-adopted: a handle of an existing
   // task to adopt, if any; kUnavailable when that cannot be known yet (its driver could not be
   // listed), which delays the start like an unreachable engine.

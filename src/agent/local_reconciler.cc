@@ -27,7 +27,11 @@ LocalReconciler::LocalReconciler(store::Store& store, store::Keys keys,
       drivers_(std::move(drivers)),
       ports_(ports),
       clock_(std::move(clock)),
-      options_(std::move(options)) {}
+      options_(std::move(options)) {
+  if (options_.max_parallel_starts > 0) {
+    start_gate_ = std::make_shared<std::counting_semaphore<>>(options_.max_parallel_starts);
+  }
+}
 
 LocalReconciler::~LocalReconciler() {
   Stop();
@@ -98,6 +102,7 @@ RunnerDeps LocalReconciler::Deps() {
   deps.alloc_root = options_.alloc_root;
   deps.check_host = options_.check_host;
   deps.poll_interval = options_.poll_interval;
+  deps.start_gate = start_gate_;
   deps.publish = [this](const AllocStatus& s) -> Status {
     auto put = store_.Put(keys_.AllocStatus(s.id), s.ToJson().dump());
     return put.ok() ? Status::Ok() : put.status();

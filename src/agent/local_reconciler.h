@@ -44,6 +44,7 @@ class LocalReconciler {
     std::string alloc_root;  // per-allocation directories (task dirs, process logs)
     std::string check_host = "127.0.0.1";
     std::chrono::milliseconds poll_interval{1000};
+    int max_parallel_starts = 4;  // driver starts in flight at once (0: no bound)
     // Called (from the watcher thread) with the resources the allocations here reserve, each
     // time the set of allocations changes.
     std::function<void(int64_t cpu, int64_t memory_bytes, int allocs)> on_usage;
@@ -84,6 +85,7 @@ class LocalReconciler {
   const ClockPtr clock_;
   const Options options_;
   std::unique_ptr<store::PrefixWatcher> watcher_;
+  std::shared_ptr<std::counting_semaphore<>> start_gate_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
