@@ -186,14 +186,15 @@ class ConstraintsFilter final : public Filter {
  public:
   struct Compiled {
     spec::Constraint source;
-    AttrId attr = kNoId;
+    const uint32_t* column = nullptr;  // the attribute's column; nullptr: no machine has it
+    uint32_t want = kNoId;             // ==, !=: the value's id (kNoId: no machine has it)
     const std::regex* regex = nullptr;
     const VersionConstraint* version = nullptr;
     std::vector<std::string> items;  // set_contains
-    // Verdicts for the expensive operators by attribute value: most clusters have few distinct
-    // values per attribute, so each is computed once per request. The views point into the
-    // machines' values, which do not change during a Place call.
-    std::unordered_map<std::string_view, bool> memo;
+    // Verdicts for the expensive operators by value id (-1: not computed yet): most clusters
+    // have few distinct values per attribute, so each is evaluated once per request.
+    std::vector<int8_t> memo;
+    const std::vector<std::string>* strings = nullptr;  // value id -> value
   };
 
   std::vector<Reason> Reasons() const override {
@@ -209,7 +210,7 @@ class ConstraintsFilter final : public Filter {
 
   uint32_t Check(const MachineView& m) override {
     for (size_t i = 0; i < constraints_.size(); ++i) {
-      if (!Holds(constraints_[i], m)) return static_cast<uint32_t>(i + 1);
+      if (!Holds(constraints_[i], m.index)) return static_cast<uint32_t>(i + 1);
     }
     return 0;
   }
@@ -220,14 +221,6 @@ class ConstraintsFilter final : public Filter {
     if (!narrowed_) return std::nullopt;
     return CandidateList{candidates_, candidates_reason_};
   }
-
-  std::vector<Compiled> constraints_;
-  bool narrowed_ = false;
-  std::span<const uint32_t> candidates_;
-  uint32_t candidates_reason_ = 1;
-
- private:
-  static constexpr size_t kMaxMemo = 4096;
 
   static bool SetContains(std::string_view list, const std::vector<std::string>& items) {
     for (const std::string& item : items) {
@@ -247,6 +240,12 @@ class ConstraintsFilter final : public Filter {
     return true;
   }
 
+  std::vector<Compiled> constraints_;
+  bool narrowed_ = false;
+  std::span<const uint32_t> candidates_;
+  uint32_t candidates_reason_ = 1;
+
+ private:
   static bool Evaluate(const Compiled& c, const std::string& v) {
     switch (c.source.op) {
       case spec::ConstraintOperator::kRegexp:
@@ -260,17 +259,17 @@ class ConstraintsFilter final : public Filter {
     }
   }
 
-  static bool Holds(Compiled& c, const MachineView& m) {
-    const std::string* v = m.Attr(c.attr);
+  static bool Holds(Compiled& c, uint32_t machine) {
+    uint32_t v = c.column == nullptr ? kNoId : c.column[machine];
     switch (c.source.op) {
       case spec::ConstraintOperator::kEqual:
-        return v != nullptr && *v == c.source.value;
+        return v != kNoId && v == c.want;
       case spec::ConstraintOperator::kNotEqual:
-        return v == nullptr || *v != c.source.value;
+        return v == kNoId || v != c.want;
       case spec::ConstraintOperator::kIsSet:
-        return v != nullptr;
+        return v != kNoId;
       case spec::ConstraintOperator::kIsNotSet:
-        return v == nullptr;
+        return v == kNoId;
       case spec::ConstraintOperator::kDistinctHosts:
         return true;  // handled by the distinct_hosts filter
       case spec::ConstraintOperator::kRegexp:
@@ -278,11 +277,10 @@ class ConstraintsFilter final : public Filter {
       case spec::ConstraintOperator::kSetContains:
         break;
     }
-    if (v == nullptr) return false;
-    if (auto it = c.memo.find(*v); it != c.memo.end()) return it->second;
-    bool ok = Evaluate(c, *v);
-    if (c.memo.size() < kMaxMemo) c.memo.emplace(*v, ok);
-    return ok;
+    if (v == kNoId) return false;
+    int8_t& verdict = c.memo[v];
+    if (verdict < 0) verdict = Evaluate(c, (*c.strings)[v]) ? 1 : 0;
+    return verdict == 1;
   }
 };
 
@@ -298,30 +296,31 @@ class BinpackStrategy final : public Strategy {
 };
 
 // Prefers the attribute value holding the fewest instances of the job; among machines with
-// equally loaded values, the emptier machine.
+// equally loaded values, the emptier machine. Counts are kept per value id (the last slot for
+// machines without the attribute).
 class SpreadStrategy final : public Strategy {
  public:
-  SpreadStrategy(const PlacementContext& ctx, AttrId attr) : request_(ctx.request), attr_(attr) {
+  SpreadStrategy(const PlacementContext& ctx, AttrId attr)
+      : request_(ctx.request),
+        column_(ctx.machines.Column(attr)),
+        counts_(ctx.machines.ValueCount(attr) + 1, 0) {
     for (uint32_t i : ctx.machines.MachinesRunning(ctx.job)) {
-      const MachineView& m = ctx.machines.at(i);
-      counts_[Value(m)] += m.CountOf(ctx.job);
+      counts_[Slot(i)] += ctx.machines.at(i).CountOf(ctx.job);
     }
   }
   double Score(const MachineView& m) override {
-    auto it = counts_.find(Value(m));
-    int n = it == counts_.end() ? 0 : it->second;
-    return -static_cast<double>(n) - 0.5 * UtilizationAfter(m, request_);
+    return -static_cast<double>(counts_[Slot(m.index)]) - 0.5 * UtilizationAfter(m, request_);
   }
-  void Placed(const MachineView& m) override { counts_[Value(m)]++; }
+  void Placed(const MachineView& m) override { counts_[Slot(m.index)]++; }
 
  private:
-  std::string_view Value(const MachineView& m) const {
-    const std::string* v = m.Attr(attr_);
-    return v == nullptr ? std::string_view() : std::string_view(*v);
+  size_t Slot(uint32_t machine) const {
+    uint32_t v = machine < column_.size() ? column_[machine] : kNoId;
+    return v == kNoId ? counts_.size() - 1 : v;
   }
   const PlacementRequest& request_;
-  AttrId attr_;
-  std::unordered_map<std::string_view, int> counts_;
+  std::span<const uint32_t> column_;
+  std::vector<int> counts_;
 };
 
 // Spread over machines: the machine itself knows how many instances of the job it runs.
@@ -426,7 +425,14 @@ Result<FilterPtr> MakeConstraintsFilter(const PlacementContext& ctx) {
     if (c.op == spec::ConstraintOperator::kDistinctHosts) continue;
     ConstraintsFilter::Compiled compiled;
     compiled.source = c;
-    compiled.attr = ctx.machines.AttributeId(c.attribute);
+    AttrId attr = ctx.machines.AttributeId(c.attribute);
+    std::span<const uint32_t> column = ctx.machines.Column(attr);
+    if (!column.empty()) {
+      compiled.column = column.data();
+      compiled.want = ctx.machines.ValueId(attr, c.value);
+      compiled.memo.assign(ctx.machines.ValueCount(attr), -1);
+      compiled.strings = &ctx.machines.ValueStrings(attr);
+    }
     switch (c.op) {
       case spec::ConstraintOperator::kRegexp: {
         BERTH_ASSIGN_OR_RETURN(compiled.regex, ctx.cache.Regex(c.value));
@@ -453,9 +459,8 @@ Result<FilterPtr> MakeConstraintsFilter(const PlacementContext& ctx) {
         break;
     }
     if (c.op == spec::ConstraintOperator::kEqual) {
-      std::span<const uint32_t> with = compiled.attr == kNoId
-                                           ? std::span<const uint32_t>()
-                                           : ctx.machines.MachinesWith(compiled.attr, c.value);
+      std::span<const uint32_t> with =
+          attr == kNoId ? std::span<const uint32_t>() : ctx.machines.MachinesWith(attr, c.value);
       if (!f->narrowed_ || with.size() < f->candidates_.size()) {
         f->narrowed_ = true;
         f->candidates_ = with;

@@ -165,10 +165,43 @@ Result<size_t> MachineSet::Add(MachineView m) {
   m.key_counts.clear();
   std::sort(m.used_ports.begin(), m.used_ports.end());
   size_t index = machines_.size();
+  m.index = static_cast<uint32_t>(index);
+  attr_values_.resize(attr_names_.size());
+  for (AttributeValues& col : attr_values_) col.column.resize(index + 1, kNoId);
+  for (size_t i = 0; i < m.attr_ids.size(); ++i) {
+    AttributeValues& col = attr_values_[m.attr_ids[i]];
+    auto [it, inserted] =
+        col.ids.try_emplace(m.attr_values[i], static_cast<uint32_t>(col.strings.size()));
+    if (inserted) col.strings.push_back(m.attr_values[i]);
+    col.column.back() = it->second;
+  }
   by_id_.emplace(m.id, index);
   value_index_.clear();
   machines_.push_back(std::move(m));
   return index;
+}
+
+std::span<const uint32_t> MachineSet::Column(AttrId attr) const {
+  if (attr >= attr_values_.size()) return {};
+  return attr_values_[attr].column;
+}
+
+uint32_t MachineSet::ValueId(AttrId attr, std::string_view value) const {
+  if (attr >= attr_values_.size()) return kNoId;
+  auto it = attr_values_[attr].ids.find(value);
+  return it == attr_values_[attr].ids.end() ? kNoId : it->second;
+}
+
+const std::string& MachineSet::ValueString(AttrId attr, uint32_t value) const {
+  return attr_values_[attr].strings[value];
+}
+
+const std::vector<std::string>& MachineSet::ValueStrings(AttrId attr) const {
+  return attr_values_[attr].strings;
+}
+
+size_t MachineSet::ValueCount(AttrId attr) const {
+  return attr >= attr_values_.size() ? 0 : attr_values_[attr].strings.size();
 }
 
 std::span<const uint32_t> MachineSet::MachinesWith(AttrId attr, std::string_view value) const {

@@ -42,22 +42,26 @@ struct Attribute {
 };
 
 struct MachineView {
-  std::string id;
-  // Name -> value, as given (FromMachineRecord sorts by name). Set before MachineSet::Add; the
-  // set does not look at later changes.
-  std::vector<Attribute> attributes;
+  // The fields every visit reads come first, so they share a cache line.
   bool eligible = true;   // false: drained or marked ineligible; takes no new work
+  int allocs = 0;         // allocations on the machine, all jobs
+  uint32_t index = 0;     // position in its MachineSet (set by Add)
   int64_t cpu_total = 0;  // 1000 per core
   int64_t memory_total = 0;
   int64_t cpu_used = 0;
   int64_t memory_used = 0;
-  std::vector<int> used_ports;  // host ports taken (kept sorted by the set)
-  int allocs = 0;               // allocations on the machine, all jobs
+  std::vector<int> used_ports;                    // host ports taken (kept sorted by the set)
+  std::vector<std::pair<KeyId, int>> key_counts;  // job or job+group -> allocations here
+                                                  // (filled by MachineSet)
+  std::string id;
+  // Name -> value, as given (FromMachineRecord sorts by name). Set before MachineSet::Add; the
+  // set does not look at later changes.
+  std::vector<Attribute> attributes;
 
-  // Filled by MachineSet (read-only for everyone else).
+  // Filled by MachineSet (read-only for everyone else). Filters on the hot path read the set's
+  // attribute columns instead (MachineSet::Column), which avoid these two indirections.
   std::vector<AttrId> attr_ids;  // sorted; attr_values[i] is the value of attr_ids[i]
   std::vector<std::string> attr_values;
-  std::vector<std::pair<KeyId, int>> key_counts;  // job or job+group -> allocations here
 
   int64_t cpu_free() const { return cpu_total - cpu_used; }
   int64_t memory_free() const { return memory_total - memory_used; }
@@ -114,6 +118,14 @@ class MachineSet {
   const std::vector<std::string>& job_names() const { return job_names_; }
   // Indices of the machines running at least one allocation of a job (or group) key.
   std::span<const uint32_t> MachinesRunning(KeyId key) const;
+  // Attribute columns: each attribute's values are interned per attribute, and Column(attr)
+  // holds, per machine index, the id of that machine's value (kNoId: not set). A filter
+  // compares value ids and remembers verdicts per value id, with no string work per machine.
+  std::span<const uint32_t> Column(AttrId attr) const;
+  uint32_t ValueId(AttrId attr, std::string_view value) const;  // kNoId: no machine has it
+  const std::string& ValueString(AttrId attr, uint32_t value) const;
+  const std::vector<std::string>& ValueStrings(AttrId attr) const;  // by value id
+  size_t ValueCount(AttrId attr) const;  // distinct values of an attribute
   // Indices of the machines whose attribute `attr` equals `value`, ascending. The index of an
   // attribute is built on first use (one pass over the machines) and dropped by Add.
   std::span<const uint32_t> MachinesWith(AttrId attr, std::string_view value) const;
@@ -138,6 +150,12 @@ class MachineSet {
   std::vector<std::string> job_names_;
   std::vector<std::vector<uint32_t>> running_;  // KeyId -> machine indices
   std::vector<uint32_t> order_;
+  struct AttributeValues {
+    Interner ids;
+    std::vector<std::string> strings;
+    std::vector<uint32_t> column;  // machine index -> value id
+  };
+  std::vector<AttributeValues> attr_values_;  // by AttrId
   using ValueIndex =
       std::unordered_map<std::string, std::vector<uint32_t>, StringHash, std::equal_to<>>;
   mutable std::unordered_map<AttrId, ValueIndex> value_index_;  // a cache (see MachinesWith)

@@ -94,6 +94,9 @@ Result<PlacementResult> Scheduler::Place(const PlacementRequest& request, Machin
     while (visited < n && (limit < 0 || feasible < limit)) {
       uint32_t index = source[pos];
       pos = pos + 1 == n ? 0 : pos + 1;
+      // The machines are visited in shuffled order, so each visit starts with a cache miss:
+      // fetch the next one while this one is checked.
+      __builtin_prefetch(&machines.at(source[pos]));
       ++visited;
       const MachineView& m = machines.at(index);
       bool ok = true;

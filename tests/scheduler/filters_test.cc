@@ -105,6 +105,39 @@ TEST(ConstraintFilterTest, IsSetAndIsNotSet) {
   EXPECT_EQ(WithConstraint(C("meta.rack", ConstraintOperator::kIsNotSet)), (Ids{"c"}));
 }
 
+TEST(ConstraintFilterTest, AttributeFirstSeenOnALaterMachine) {
+  std::vector<MachineView> fleet = Fleet();
+  fleet[2].attributes.push_back({"meta.gpu", "a100"});  // only the last machine has it
+  PlacementRequest r = Request("j", 1);
+  r.constraints = {C("meta.gpu", ConstraintOperator::kIsNotSet)};
+  EXPECT_EQ(Feasible(fleet, r), (Ids{"a", "b"}));
+  r.constraints = {C("meta.gpu", ConstraintOperator::kRegexp, "^a1")};
+  EXPECT_EQ(Feasible(fleet, r), (Ids{"c"}));
+  r.constraints = {C("meta.gpu", ConstraintOperator::kNotEqual, "a100")};
+  EXPECT_EQ(Feasible(fleet, r), (Ids{"a", "b"}));
+}
+
+TEST(ConstraintFilterTest, EqualityOnARareValueVisitsOnlyItsMachines) {
+  MachineSet set;
+  for (int i = 0; i < 1000; ++i) {
+    AddTo(set, Machine("m" + std::to_string(i), 1000, 1024,
+                       {{"meta.rack", "r" + std::to_string(i % 100)}}));
+  }
+  PlacementRequest r = Request("j", 1);
+  r.constraints = {C("meta.rack", ConstraintOperator::kEqual, "r7")};
+  r.candidate_limit = -1;
+  auto result = Place(r, set);
+  ASSERT_TRUE(result.ok());
+  ASSERT_TRUE(result->ok());
+  EXPECT_EQ(result->machines_visited, 10);
+  EXPECT_EQ(*set.at(result->placed[0].machine_index).AttrByName("meta.rack"), "r7");
+  r.cpu = 5000;
+  result = Place(r, set);
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->failure.ToString(),
+            "0 of 1000 machines: 990 did not match meta.rack == r7, 10 lacked cpu");
+}
+
 TEST(ConstraintFilterTest, AllConstraintsMustHold) {
   PlacementRequest r = Request("j", 1);
   r.constraints = {C("os.name", ConstraintOperator::kEqual, "Linux"),

@@ -134,6 +134,38 @@ TEST(MachineSetTest, AllocationsUpdateUsageCountsAndTheJobIndex) {
   EXPECT_EQ(set.at(a).allocs, 0);
 }
 
+TEST(MachineSetTest, AttributeColumnsAndValueIndex) {
+  MachineSet set;
+  AddTo(set, Machine("a", 1000, 1024, {{"meta.rack", "r1"}}));
+  AddTo(set, Machine("b", 1000, 1024, {{"meta.rack", "r2"}, {"meta.gpu", "yes"}}));
+  AddTo(set, Machine("c", 1000, 1024, {{"meta.rack", "r1"}}));
+  AttrId rack = set.AttributeId("meta.rack");
+  AttrId gpu = set.AttributeId("meta.gpu");
+  ASSERT_NE(gpu, kNoId);
+  EXPECT_EQ(set.ValueCount(rack), 2U);
+  uint32_t r1 = set.ValueId(rack, "r1");
+  ASSERT_NE(r1, kNoId);
+  EXPECT_EQ(set.ValueString(rack, r1), "r1");
+  EXPECT_EQ(set.ValueId(rack, "r9"), kNoId);
+  EXPECT_EQ(set.ValueId(kNoId, "r1"), kNoId);
+  // meta.gpu first appeared on the second machine: the first has no value, nor the third.
+  std::span<const uint32_t> col = set.Column(gpu);
+  ASSERT_EQ(col.size(), 3U);
+  EXPECT_EQ(col[0], kNoId);
+  EXPECT_EQ(col[1], set.ValueId(gpu, "yes"));
+  EXPECT_EQ(col[2], kNoId);
+  EXPECT_EQ(set.Column(rack)[2], r1);
+  EXPECT_TRUE(set.Column(kNoId).empty());
+  EXPECT_EQ(std::vector<uint32_t>(set.MachinesWith(rack, "r1").begin(),
+                                  set.MachinesWith(rack, "r1").end()),
+            (std::vector<uint32_t>{0, 2}));
+  EXPECT_TRUE(set.MachinesWith(rack, "r9").empty());
+  // Adding a machine drops the value index; the next lookup sees the new machine.
+  AddTo(set, Machine("d", 1000, 1024, {{"meta.rack", "r1"}}));
+  EXPECT_EQ(set.MachinesWith(rack, "r1").size(), 3U);
+  EXPECT_EQ(set.at(3).index, 3U);
+}
+
 TEST(MachineSetTest, OrderIsAPermutation) {
   MachineSet set;
   for (int i = 0; i < 50; ++i) AddTo(set, Machine("m" + std::to_string(i), 1000, 1024));

@@ -13,7 +13,7 @@
 namespace berth::scheduler::testing {
 
 inline MachineView Machine(std::string id, int64_t cpu, int64_t memory_mib,
-                           std::initializer_list<std::pair<const char*, const char*>> attrs = {}) {
+                           std::initializer_list<std::pair<std::string, std::string>> attrs = {}) {
   MachineView m;
   m.id = std::move(id);
   m.cpu_total = cpu;
