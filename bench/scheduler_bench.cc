@@ -186,6 +186,7 @@ void RunPlacements(benchmark::State& state, const char* strategy, int allocation
   state.counters["unplaced"] = static_cast<double>(unplaced) / iterations;
   state.counters["visited/placement"] =
       static_cast<double>(visited) / static_cast<double>(std::max<int64_t>(1, placed + unplaced));
+  state.counters["requests"] = static_cast<double>(requests.size());
   state.counters["machines_used"] = static_cast<double>(used);
 }
 
