@@ -84,7 +84,8 @@ Result<PlacementResult> Scheduler::Place(const PlacementRequest& request, Machin
   size_t pos = n == 0 ? 0 : static_cast<size_t>(rng.Next() % n);
 
   PlacementResult result;
-  result.placed.reserve(static_cast<size_t>(request.count));
+  // (A count is untrusted: reserve no more than the set could plausibly take at once.)
+  result.placed.reserve(std::min<size_t>(static_cast<size_t>(request.count), n + 1));
   for (int instance = 0; instance < request.count; ++instance) {
     for (ActiveFilter& f : filters) std::fill(f.rejected.begin(), f.rejected.end(), 0);
     int64_t best = -1;
