@@ -59,6 +59,9 @@ if [[ -z "${BERTH:-}" ]]; then
   fi
 fi
 
+# The source revision the binary was built from (-dirty: uncommitted edits in the tree).
+REV="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
+
 WORK="$(mktemp -d /tmp/berth-rss-bench.XXXXXX)"
 RID="$(basename "$WORK" | cut -d. -f2 | tr '[:upper:]' '[:lower:]')"
 AGENT_PID=""
@@ -433,7 +436,7 @@ if ((WRITE_DOC)); then
     echo
     echo "Run on $(date -u +%Y-%m-%d) on $(nproc) cores ($(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')),"
     echo "$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r), Docker Engine $(docker version -f '{{.Server.Version}}' 2>/dev/null || echo '?'),"
-    echo "berth $("$BERTH" --version | awk '{print $2}') ($(git -C "$ROOT" describe --always --dirty 2>/dev/null), $(grep -m1 CMAKE_BUILD_TYPE "$(dirname "$(dirname "$BERTH")")/CMakeCache.txt" 2>/dev/null | cut -d= -f2 || echo '?') build);"
+    echo "berth $("$BERTH" --version | awk '{print $2}') ($REV, $(grep -m1 CMAKE_BUILD_TYPE "$(dirname "$(dirname "$BERTH")")/CMakeCache.txt" 2>/dev/null | cut -d= -f2 || echo '?') build);"
     echo "load average at the start: $LOAD_START, at the end: $LOAD_END."
     echo "Command: \`$COMMAND\`"
     echo
