@@ -6,14 +6,16 @@
 // allocations of each job (and of each job's group) it runs. FromMachineRecord() builds one from
 // the machine record an agent writes under machines/<id> (see agent/machine_registry.h).
 //
-// A MachineSet owns the views of one scheduling pass. It interns attribute names and job/group
-// names into small integers so the filters compare integers, not strings, on the hot path, and
-// keeps an index from each job to the machines running it (affinity and spread read it). Usage
-// changes go through the set (AddAllocation / RemoveAllocation) so the index stays right; the
-// set never talks to the store: the engine fills it from the store and writes placements back.
-// Machines are added, never removed: build a fresh set for each pass (10,000 machines take a
-// few milliseconds).
-// Thread-safety: none; one set belongs to one thread. The scheduler takes no lock.
+// A MachineSet owns the views of one scheduling pass. It interns attribute names, attribute
+// values and job/group names into small integers and keeps each attribute as a column of value
+// ids by machine, so filters compare integers, not strings, on the hot path; it indexes which
+// machines run each job (affinity, spread) and, on demand, which machines have each value of an
+// attribute (== constraints). Usage changes go through the set (AddAllocation /
+// RemoveAllocation) so the indexes stay right; the set never talks to the store: the engine
+// fills it from the store and writes placements back. Machines are added, never removed: build
+// a fresh set for each pass (10,000 machines from JSON records take about 60 ms).
+// Thread-safety: none, not even for concurrent readers (MachinesWith fills a cache); one set
+// belongs to one thread. The scheduler takes no lock.
 #pragma once
 
 #include <cstdint>

@@ -9,11 +9,12 @@
 //
 // Speed: per instance the scheduler visits machines in a shuffled order, continuing where the
 // previous instance stopped, and scores only the first `limit` feasible ones (Nomad's limit
-// iterator): DefaultCandidateLimit(n) is every machine up to 100, then max(16, log2 n). The
+// iterator): DefaultCandidateLimit(n) is every machine up to 100, then max(16, log2 n + 1). The
 // best of a sample is not always the cluster's best (binpack may pick a machine a little less
 // full than the fullest); a request sets candidate_limit < 0 to score every feasible machine.
-// An instance that finds no machine has been tried against every machine, so its explanation
-// counts them all. See docs/scheduler.md for figures.
+// Pinning, affinity and == constraints narrow the walk to the machines they allow (through the
+// set's indexes). An instance that finds no machine has been tried against every candidate, so
+// its explanation counts every machine. See docs/scheduler.md for figures.
 // Thread-safety: a Scheduler belongs to one thread (it keeps a compile cache); several
 // Schedulers on several threads need separate MachineSets. No locks are taken.
 #pragma once

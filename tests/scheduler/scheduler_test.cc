@@ -46,6 +46,19 @@ TEST(PlaceTest, ZeroCountAndNegativeCount) {
   EXPECT_FALSE(Place(Request("j", -1), set).ok());
 }
 
+TEST(PlaceTest, AHugeCountStopsAtTheFirstInstanceThatFitsNowhere) {
+  MachineSet set;
+  AddTo(set, Machine("a", 1000, 1024));
+  AddTo(set, Machine("b", 1000, 1024));
+  PlacementRequest r = Request("j", 1'000'000'000);
+  r.distinct_hosts = true;
+  auto result = Place(r, set);
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->placed.size(), 2U);
+  EXPECT_EQ(result->unplaced, 1'000'000'000 - 2);
+  EXPECT_EQ(result->machines_visited, 2 + 2 + 2);
+}
+
 TEST(PlaceTest, SamplesOnBigSetsButFindsTheRareFit) {
   MachineSet set;
   for (int i = 0; i < 5000; ++i) {
