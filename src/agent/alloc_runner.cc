@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "health/health_check.h"
 #include "runtime/restart_tracker.h"
@@ -62,6 +63,9 @@ struct AllocRunner::TaskRun {
   const spec::Task* spec;
   driver::Driver* driver = nullptr;
   std::optional<driver::TaskHandle> handle;
+  // The last run, exited but kept (a container is not removed at once) so its logs can still be
+  // read; removed before the next start or when the allocation stops.
+  std::optional<driver::TaskHandle> dead;
   runtime::RestartTracker restart;
   int base_restarts = 0;  // restarts counted before this runner (previous status)
   health::ProbePtr probe;
@@ -71,7 +75,8 @@ struct AllocRunner::TaskRun {
   TimePoint next_poll{};
   milliseconds unavailable_backoff = kMinUnavailableBackoff;
   bool looked_for_existing = false;
-  bool final = false;  // failed, complete or stopped: nothing more to do
+  bool waiting_for_driver = false;  // the last start found the driver unreachable
+  bool final = false;               // failed, complete or stopped: nothing more to do
 };
 
 AllocRunner::AllocRunner(runtime::Allocation alloc, RunnerDeps deps,
@@ -196,7 +201,8 @@ void AllocRunner::Loop() {
       if (t.final) continue;
       TimePoint now = deps_.clock->Now();
       if (!t.handle) {
-        if (now >= t.next_start) TryStart(t);
+        // A wake-up (the driver answers again) cuts an unreachable-driver back-off short.
+        if (now >= t.next_start || (woke && t.waiting_for_driver)) TryStart(t);
       } else {
         if (woke || now >= t.next_poll) Observe(t);
         if (t.handle && t.health && t.health->Due()) CheckHealth(t);
@@ -222,6 +228,13 @@ void AllocRunner::Loop() {
         for (const auto& [name, port] : t->report.ports) held.push_back(port);
       }
       deps_.ports->Release(held);
+    }
+    // The allocation's directory (process logs, state) goes with it, once nothing runs there.
+    bool all_stopped = std::none_of(tasks_.begin(), tasks_.end(),
+                                    [](const auto& t) { return t->handle.has_value(); });
+    if (all_stopped && !deps_.alloc_root.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(std::filesystem::path(deps_.alloc_root) / alloc_.id, ec);
     }
     Publish();
   }
@@ -258,6 +271,24 @@ void AllocRunner::Prepare(TaskRun& t) {
       std::lock_guard lock(mu_);
       handles_[t.spec->name] = *t.handle;
     }
+    // A run the previous agent had already seen end (kept for its logs) is not an exit to act
+    // on again.
+    RunState was = t.report.state;
+    if (was == RunState::kFailed || was == RunState::kComplete || was == RunState::kRestarting ||
+        was == RunState::kStopped) {
+      auto st = t.driver->Inspect(*t.handle);
+      if (st.ok() && st->state != driver::TaskState::kRunning) {
+        t.dead = t.handle;
+        t.handle.reset();
+        if (was == RunState::kFailed || was == RunState::kComplete) {
+          t.final = true;
+        } else {
+          t.report.state = RunState::kRestarting;
+          t.next_start = deps_.clock->Now();
+        }
+        return;
+      }
+    }
     t.report.handle = t.handle->id;
     Event(&t, "adopted", "re-adopted " + t.handle->id + " after an agent restart");
     t.restart.OnStarted(deps_.clock->Now());
@@ -279,7 +310,25 @@ void AllocRunner::Prepare(TaskRun& t) {
       t.final = true;  // the restart policy already decided; do not run it again
       return;
     case RunState::kRunning:
-      // It ran when the last agent stopped, and its driver no longer knows it.
+      // It ran when the last agent stopped. Ask its driver again: an engine that cannot be
+      // listed yet says nothing about whether the task still runs.
+      if (deps_.find_existing) {
+        auto existing = deps_.find_existing(alloc_.id, t.spec->name);
+        if (!existing.ok()) {
+          t.report.message = "cannot tell whether it still runs: " + existing.status().message();
+          t.waiting_for_driver = true;
+          t.next_start = deps_.clock->Now() + t.unavailable_backoff;
+          t.unavailable_backoff = std::min(t.unavailable_backoff * 2, kMaxUnavailableBackoff);
+          Event(&t, "inspect-error", t.report.message);
+          return;
+        }
+        t.looked_for_existing = true;
+        if (*existing) {
+          t.handle = **existing;
+          Prepare(t);
+          return;
+        }
+      }
       OnExit(t, kUnknownExit, false, "gone while the agent was down");
       return;
     default:
@@ -287,6 +336,18 @@ void AllocRunner::Prepare(TaskRun& t) {
       t.next_start = deps_.clock->Now();
       return;
   }
+}
+
+void AllocRunner::RemoveDead(TaskRun& t) {
+  if (!t.dead) return;
+  Status removed = t.driver->Remove(*t.dead);
+  if (!removed.ok() && removed.code() != Code::kNotFound) {
+    spdlog::warn("alloc {} task {}: removing {}: {}", alloc_.id, t.spec->name, t.dead->id,
+                 removed.message());
+  }
+  t.dead.reset();
+  std::lock_guard lock(mu_);
+  if (!t.handle) handles_.erase(t.spec->name);
 }
 
 driver::StartRequest AllocRunner::BuildRequest(const TaskRun& t) const {
@@ -332,6 +393,7 @@ void AllocRunner::TryStart(TaskRun& t) {
   TimePoint now = deps_.clock->Now();
   auto start_failed = [&](const Status& st) {
     if (st.code() == Code::kUnavailable) {
+      t.waiting_for_driver = true;
       // The engine (or the machine) is not there: not the task's fault, so no attempt is used.
       t.next_start = now + t.unavailable_backoff;
       t.report.message = st.message() + "; retrying in " +
@@ -347,6 +409,7 @@ void AllocRunner::TryStart(TaskRun& t) {
     auto existing = deps_.find_existing(alloc_.id, t.spec->name);
     if (!existing.ok()) return start_failed(existing.status());
     t.looked_for_existing = true;
+    t.waiting_for_driver = false;
     if (*existing) {
       t.handle = **existing;
       Prepare(t);
@@ -363,11 +426,13 @@ void AllocRunner::TryStart(TaskRun& t) {
     if (!got.ok()) return start_failed(got.status());
     for (size_t i = 0; i < missing.size(); ++i) t.report.ports[missing[i].name] = (*got)[i];
   }
+  RemoveDead(t);  // the exited run's container would hold the name
   if (deps_.start_gate) deps_.start_gate->acquire();
   auto handle = t.driver->Start(BuildRequest(t));
   if (deps_.start_gate) deps_.start_gate->release();
   if (!handle.ok()) return start_failed(handle.status());
   t.unavailable_backoff = kMinUnavailableBackoff;
+  t.waiting_for_driver = false;
   t.handle = *handle;
   {
     std::lock_guard lock(mu_);
@@ -443,14 +508,9 @@ void AllocRunner::Observe(TaskRun& t) {
 void AllocRunner::OnExit(TaskRun& t, int exit_code, bool oom, const std::string& why) {
   TimePoint now = deps_.clock->Now();
   if (t.handle) {
-    Status removed = t.driver->Remove(*t.handle);
-    if (!removed.ok() && removed.code() != Code::kNotFound) {
-      spdlog::warn("alloc {} task {}: removing {}: {}", alloc_.id, t.spec->name, t.handle->id,
-                   removed.message());
-    }
+    RemoveDead(t);
+    t.dead = t.handle;  // kept, with its logs, until the next start
     t.handle.reset();
-    std::lock_guard lock(mu_);
-    handles_.erase(t.spec->name);
   }
   t.probe.reset();
   t.health.reset();
@@ -505,6 +565,7 @@ void AllocRunner::CheckHealth(TaskRun& t) {
 }
 
 void AllocRunner::StopTask(TaskRun& t) {
+  RemoveDead(t);
   if (!t.handle) {
     if (!t.final || t.report.state == RunState::kPending) t.report.state = RunState::kStopped;
     if (t.report.state == RunState::kRestarting) t.report.state = RunState::kStopped;

@@ -94,7 +94,7 @@ class AllocRunner {
   const std::string& id() const { return alloc_.id; }
   const runtime::Allocation& alloc() const { return alloc_; }
   runtime::AllocStatus status() const;
-  // The handle of `task`, if it has one now.
+  // The handle of `task`: its running task, else its last exited run (kept for its logs).
   std::optional<driver::TaskHandle> handle(const std::string& task) const;
 
  private:
@@ -106,6 +106,7 @@ class AllocRunner {
   void OnExit(TaskRun& t, int exit_code, bool oom, const std::string& why);
   void CheckHealth(TaskRun& t);
   void StopTask(TaskRun& t);
+  void RemoveDead(TaskRun& t);
   driver::StartRequest BuildRequest(const TaskRun& t) const;
   void Event(TaskRun* t, std::string type, std::string message);
   void Publish();

@@ -244,7 +244,11 @@ Result<std::optional<driver::TaskHandle>> LocalReconciler::FindExisting(const st
 
 void LocalReconciler::JanitorLoop() {
   bool swept_statuses = false;
+  int ticks = 0;
   while (true) {
+    // A driver that could not be listed at start is asked again about once a second (runners
+    // also ask before their first start), so its orphans are found and waiting runners retry.
+    if (++ticks % 5 == 0) RelistDrivers();
     std::vector<std::unique_ptr<AllocRunner>> finished;
     std::vector<driver::TaskHandle> orphans;
     bool sweep = false;
@@ -313,6 +317,26 @@ void LocalReconciler::JanitorLoop() {
           (void)store_.Delete(kv.key);
         }
       }
+    }
+  }
+}
+
+void LocalReconciler::RelistDrivers() {
+  std::set<spec::DriverKind> unlisted;
+  {
+    std::lock_guard lock(mu_);
+    unlisted = unlisted_;
+  }
+  for (auto kind : unlisted) {
+    auto handles = drivers_.at(kind)->List();
+    if (!handles.ok()) continue;
+    std::lock_guard lock(mu_);
+    if (!unlisted_.erase(kind)) continue;
+    spdlog::info("{} driver answers again: {} task(s) to re-adopt or stop",
+                 drivers_.at(kind)->Name(), handles->size());
+    for (auto& h : *handles) {
+      if (auto it = runners_.find(h.alloc_id); it != runners_.end()) it->second->Wake();
+      adoptable_[h.alloc_id].push_back(std::move(h));
     }
   }
 }

@@ -77,6 +77,7 @@ class LocalReconciler {
   RunnerDeps Deps();
   void OnDriverExit(const std::string& alloc_id);
   void ReportUsage();
+  void RelistDrivers();
 
   store::Store& store_;
   const store::Keys keys_;

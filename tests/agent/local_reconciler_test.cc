@@ -165,9 +165,11 @@ TEST_F(ReconcilerTest, DeletedAllocationIsStoppedAndItsStatusRemoved) {
   StartReconciler();
   Place(MakeJob("web"), "a1");
   ASSERT_TRUE(WaitFor([&] { return StateIs("a1", RunState::kRunning); }));
+  std::filesystem::create_directories(root_ / "a1" / "logs");
   ASSERT_TRUE(store_->Delete(keys_.Alloc("m1", "a1")).ok());
   ASSERT_TRUE(WaitFor([&] { return !StatusOf("a1").has_value(); }));
   EXPECT_EQ(driver_.RunningCount(), 0);
+  EXPECT_FALSE(std::filesystem::exists(root_ / "a1"));  // its directory went with it
   EXPECT_EQ(reconciler_->runner_count(), 0u);
 }
 
@@ -231,6 +233,66 @@ TEST_F(ReconcilerTest, UnlistableDriverIsAskedAgainBeforeStarting) {
     return s && s->tasks[0].handle == planted.id && s->state == RunState::kRunning;
   }));
   EXPECT_EQ(driver_.StartCount(), 0u);
+}
+
+TEST_F(ReconcilerTest, RunningTaskIsNotDeclaredGoneWhileItsDriverCannotBeListed) {
+  Place(MakeJob("web"), "a1");
+  AllocStatus previous;
+  previous.id = "a1";
+  previous.job = "web";
+  previous.group = "g";
+  previous.machine = "m1";
+  previous.state = RunState::kRunning;
+  runtime::TaskReport report;
+  report.name = "t";
+  report.state = RunState::kRunning;
+  previous.tasks.push_back(report);
+  ASSERT_TRUE(store_->Put(keys_.AllocStatus("a1"), previous.ToJson().dump()).ok());
+  driver::TaskHandle planted = driver_.Plant("a1", "t");
+  driver_.SetListUnavailable(true);
+  StartReconciler();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(driver_.StartCount(), 0u);
+  auto s = StatusOf("a1");
+  ASSERT_TRUE(s.has_value());
+  EXPECT_NE(s->state, RunState::kFailed);
+  EXPECT_EQ(s->tasks[0].restarts, 0);
+  driver_.SetListUnavailable(false);
+  ASSERT_TRUE(WaitFor([&] {
+    auto st = StatusOf("a1");
+    return st && st->tasks[0].handle == planted.id && st->state == RunState::kRunning;
+  }));
+  EXPECT_EQ(StatusOf("a1")->tasks[0].restarts, 0);
+  EXPECT_EQ(driver_.StartCount(), 0u);
+}
+
+TEST_F(ReconcilerTest, OrphansOfALateDriverAreStoppedWhenItAnswers) {
+  driver_.Plant("gone", "t");
+  driver_.SetListUnavailable(true);
+  StartReconciler();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(driver_.RunningCount(), 1);  // unknown to the store, but the driver was not listed
+  driver_.SetListUnavailable(false);
+  ASSERT_TRUE(WaitFor([&] { return driver_.RunningCount() == 0; }));
+}
+
+TEST_F(ReconcilerTest, ACrashedRunKeepsItsLogsUntilTheNextStart) {
+  StartReconciler();
+  auto job = MakeJob("crash");
+  job.groups[0].restart.attempts = 0;
+  Place(job, "a1");
+  ASSERT_TRUE(WaitFor([&] { return driver_.RunningCount() == 1; }));
+  driver_.Exit("a1", 1);
+  ASSERT_TRUE(WaitFor([&] { return StateIs("a1", RunState::kFailed); }));
+  std::string got;
+  ASSERT_TRUE(reconciler_
+                  ->Logs("a1", "t", {},
+                         [&](std::string_view s) {
+                           got += s;
+                           return true;
+                         })
+                  .ok());
+  EXPECT_EQ(got, "logs of fake-1\n");
 }
 
 TEST_F(ReconcilerTest, StartErrorBecomesAClearStatus) {
