@@ -120,9 +120,8 @@ if check_allocs "[restart] the allocation ends failed" 90 "$A" "$J" 'all_state(a
     'all_state(a, 1, "failed") and tasks(a)[0]["restarts"] == 2'
   id=$(alloc_py "$A" "$J" 'a[0]["id"]')
   out=$("$BERTH" --addr "$A" logs "$id" 2>&1)
-  # Known gap: the agent removes a container as soon as it exits (AllocRunner::OnExit), and
-  # logs are served only for a current container, so a crashed task's output is gone.
-  gap "[restart] berth logs shows the failed task's output: ${out:0:200}" \
+  # The exited run is kept until the next start, so a crashed task's output can be read.
+  check "[restart] berth logs shows the failed task's output: ${out:0:200}" \
     contains "$out" "itest-crash-output"
   out=$("$BERTH" --addr "$A" alloc status "$id" --json 2>&1)
   check "[restart] berth alloc status --json: the same allocation, failed" python3 -c '
@@ -289,9 +288,8 @@ if check "[engine] private dockerd starts" "$ROOT/scripts/private-dockerd.sh" st
   mv "$PRIV_DIR/docker.sock.away" "$PRIV_DIR/docker.sock"
   check_allocs "[engine] running again once the engine answers" 90 "$P" "$J" 'all_state(a, 2, "running")'
   check "[engine] the same 2 containers, re-adopted" test "$(ctr_ids "$PRIV_HOST" "$J" -a)" = "$ids_before"
-  # Known gap: AllocRunner::Prepare takes a task that ran before and that no driver listing
-  # returned for "gone while the agent was down", even when its driver could not be listed.
-  gap "[engine] no restart counted for containers that never stopped" allocs_are "$P" "$J" \
+  # A task that ran before is not taken for gone while its driver cannot be listed.
+  check "[engine] no restart counted for containers that never stopped" allocs_are "$P" "$J" \
     "sorted(t['restarts'] for t in tasks(a)) == [int(x) for x in '$restarts_before'.split()]"
   "$BERTH" --addr "$P" job stop "$J" >/dev/null 2>&1
   check "[engine] job stop: no container runs" wait_for 60 ctr_count_is 0 "$PRIV_HOST" "$J"
@@ -309,14 +307,13 @@ if check "[engine] private dockerd starts" "$ROOT/scripts/private-dockerd.sh" st
   P=${ADDR[priv]:-}
   sleep 2 # observation window: what the new agent concludes without its engine
   mv "$PRIV_DIR/docker.sock.away" "$PRIV_DIR/docker.sock"
-  # Known gap (AllocRunner::Prepare, as above): it is taken for gone, so with no restarts
-  # left the allocation fails while its container runs on, untracked.
-  gap "[engine] $J not given up as failed while its container runs" \
+  # With no restarts left, a container that never stopped must not fail its allocation.
+  check "[engine] $J not given up as failed while its container runs" \
     wait_allocs 20 "$P" "$J" 'all_state(a, 1, "running")'
   "$BERTH" --addr "$P" job stop "$J" >/dev/null 2>&1
   check_allocs "[engine] $J: allocation stopped or gone after job stop" 60 "$P" "$J" \
     'all(x["state"] in ("stopped", "complete") for x in a)'
-  gap "[engine] $J: job stop leaves no container running" \
+  check "[engine] $J: job stop leaves no container running" \
     wait_for 20 ctr_count_is 0 "$PRIV_HOST" "$J"
 fi
 
