@@ -68,5 +68,7 @@ Where to look:
   berth events                stream of changes as they happen
   http://$ADDR/v1/jobs        the HTTP API
   $DIR/agent.log              the agent's log
-Stop it with: kill \$(cat $DIR/agent.pid)
+Stop the job with: berth job stop web   (its tasks outlive the agent by design: a new agent
+                   re-adopts them)
+Stop the agent with: kill \$(cat $DIR/agent.pid)
 MSG
