@@ -398,6 +398,9 @@ class Session : public std::enable_shared_from_this<Session> {
     std::thread([self = shared_from_this(), &route, fd, req = std::move(req)]() mutable {
       self->RunStream(route, req);
       auto& s = *self->server_;
+      // Drop this thread's hold on the session before Stop() can see the stream end: the
+      // session's socket and timers belong to the io_context, which Stop() destroys next.
+      self.reset();
       std::lock_guard lock(s.streams_mu);
       s.stream_fds.erase(fd);
       --s.active_streams;
