@@ -74,6 +74,19 @@ if ! "$BERTH" --addr "$A" alloc ls --json >"$TMP/alloc-ls.out" 2>&1; then
 fi
 ok "berth alloc ls --json answers"
 
+# --- 0. the example job (examples/web-docker.yml) ----------------------------------------------
+J=web
+out=$("$BERTH" --addr "$A" job run "$ROOT/examples/web-docker.yml" 2>&1)
+check "[example] job run examples/web-docker.yml: $out" contains "$out" "submitted"
+check_allocs "[example] running and healthy" 90 "$A" "$J" \
+  'all_state(a, 1, "running") and a[0]["health"] == "healthy"'
+p=$(alloc_py "$A" "$J" 'tasks(a)[0]["ports"]["http"]')
+body=$(curl -s --max-time 5 "http://127.0.0.1:$p/")
+check "[example] it answers on its published port $p: $body" \
+  contains "$body" "hello from berth in docker"
+"$BERTH" --addr "$A" job stop "$J" --purge >/dev/null 2>&1
+check "[example] job stop --purge: no container of $J left" wait_for 90 ctr_count_is 0 "$HOST" "$J" -a
+
 # --- 1. start/stop ----------------------------------------------------------------------------
 J=itest-web
 out=$("$BERTH" --addr "$A" job run "$JOBS/$J.yml" 2>&1)
