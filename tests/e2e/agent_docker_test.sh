@@ -118,7 +118,8 @@ check_allocs "[start/stop] allocations stopped or gone" \
 J=itest-crash
 # Count the containers made for the job from the engine's live event stream (started before the
 # submission; a later `docker events --since` can miss events that its buffer already dropped).
-dk "$HOST" events --since "$(date +%s)" --filter "label=berth.job=$J" --filter event=create \
+# (docker itself, not the dk function, in the background: then $! is docker and stopping it works)
+docker -H "$HOST" events --since "$(date +%s)" --filter "label=berth.job=$J" --filter event=create \
   --format '{{.ID}}' >"$TMP/crash-creates" 2>&1 &
 EVENTS_PID=$!
 out=$("$BERTH" --addr "$A" job run "$JOBS/$J.yml" 2>&1)
@@ -192,7 +193,7 @@ before_allocs=$(alloc_py "$A" "$J" 'sorted(x["id"] + "=" + str(x["tasks"][0]["po
 check "[adopt] 3 containers before the kill" test "$(grep -c . <<<"$before_ids")" -eq 3
 # The engine's events for the job from here on, to show who stopped or replaced what if a
 # container changes.
-dk "$HOST" events --since "$(date +%s)" --filter "label=berth.job=$J" \
+docker -H "$HOST" events --since "$(date +%s)" --filter "label=berth.job=$J" \
   --format '{{.Time}} {{.Action}} {{.Actor.Attributes.name}} {{.ID}}' >"$TMP/adopt-events" 2>&1 &
 EVENTS_PID=$!
 stop_pid KILL "${AGENT_PID[main]}"
