@@ -83,19 +83,14 @@ AllocRunner::AllocRunner(runtime::Allocation alloc, RunnerDeps deps,
                          std::vector<driver::TaskHandle> adopted,
                          std::optional<runtime::AllocStatus> previous)
     : alloc_(std::move(alloc)), group_(alloc_.FindGroup()), deps_(std::move(deps)) {
-  status_.id = alloc_.id;
-  status_.job = alloc_.job;
-  status_.group = alloc_.group;
-  status_.index = alloc_.index;
+  status_ = runtime::AllocStatus::Pending(alloc_);
   status_.machine = deps_.machine_id;
-  status_.job_version = alloc_.job_version;
   if (previous) status_.events = previous->events;
   if (group_ == nullptr) return;  // FromJson guarantees a group; be safe anyway
-  for (const auto& task : group_->tasks) {
+  for (size_t i = 0; i < group_->tasks.size(); ++i) {
+    const spec::Task& task = group_->tasks[i];
     auto t = std::make_unique<TaskRun>(task, *group_, alloc_.spec.type);
-    t->report.name = task.name;
-    t->report.driver = std::string(spec::DriverKindName(task.driver));
-    t->report.health = task.health ? "unknown" : "";
+    t->report = status_.tasks[i];
     if (previous) {
       for (const auto& r : previous->tasks) {
         if (r.name != task.name) continue;
@@ -267,10 +262,7 @@ void AllocRunner::Prepare(TaskRun& t) {
   }
   if (t.handle) {
     t.looked_for_existing = true;
-    {
-      std::lock_guard lock(mu_);
-      handles_[t.spec->name] = *t.handle;
-    }
+    SetHandle(t, *t.handle);
     // A run the previous agent had already seen end (kept for its logs) is not an exit to act
     // on again.
     RunState was = t.report.state;
@@ -280,6 +272,7 @@ void AllocRunner::Prepare(TaskRun& t) {
       if (st.ok() && st->state != driver::TaskState::kRunning) {
         t.dead = t.handle;
         t.handle.reset();
+        t.report.handle.clear();
         if (was == RunState::kFailed || was == RunState::kComplete) {
           t.final = true;
         } else {
@@ -289,18 +282,9 @@ void AllocRunner::Prepare(TaskRun& t) {
         return;
       }
     }
-    t.report.handle = t.handle->id;
     Event(&t, "adopted", "re-adopted " + t.handle->id + " after an agent restart");
     t.restart.OnStarted(deps_.clock->Now());
-    if (t.spec->health) {
-      auto port = t.report.ports.find(t.spec->health->port);
-      auto probe = health::MakeProbe(*t.spec->health, deps_.check_host,
-                                     port == t.report.ports.end() ? 0 : port->second);
-      if (probe.ok()) {
-        t.probe = std::move(*probe);
-        t.health = std::make_unique<health::HealthTracker>(*t.spec->health, deps_.clock);
-      }
-    }
+    StartHealth(t);
     Observe(t);
     return;
   }
@@ -313,7 +297,7 @@ void AllocRunner::Prepare(TaskRun& t) {
       // It ran when the last agent stopped. Ask its driver again: an engine that cannot be
       // listed yet says nothing about whether the task still runs.
       if (deps_.find_existing) {
-        auto existing = deps_.find_existing(alloc_.id, t.spec->name);
+        auto existing = deps_.find_existing(alloc_.id, t.spec->name, t.spec->driver);
         if (!existing.ok()) {
           t.report.message = "cannot tell whether it still runs: " + existing.status().message();
           t.waiting_for_driver = true;
@@ -338,13 +322,40 @@ void AllocRunner::Prepare(TaskRun& t) {
   }
 }
 
-void AllocRunner::RemoveDead(TaskRun& t) {
-  if (!t.dead) return;
-  Status removed = t.driver->Remove(*t.dead);
+void AllocRunner::SetHandle(TaskRun& t, const driver::TaskHandle& h) {
+  t.handle = h;
+  t.report.handle = h.id;
+  std::lock_guard lock(mu_);
+  handles_[t.spec->name] = h;
+}
+
+void AllocRunner::StartHealth(TaskRun& t) {
+  t.probe.reset();
+  t.health.reset();
+  if (!t.spec->health) return;
+  t.report.health = "unknown";
+  auto port = t.report.ports.find(t.spec->health->port);
+  auto probe = health::MakeProbe(*t.spec->health, deps_.check_host,
+                                 port == t.report.ports.end() ? 0 : port->second);
+  if (!probe.ok()) {
+    t.report.health_message = probe.status().message();
+    return;
+  }
+  t.probe = std::move(*probe);
+  t.health = std::make_unique<health::HealthTracker>(*t.spec->health, deps_.clock);
+}
+
+void AllocRunner::RemoveTask(TaskRun& t, const driver::TaskHandle& h) {
+  Status removed = t.driver->Remove(h);
   if (!removed.ok() && removed.code() != Code::kNotFound) {
-    spdlog::warn("alloc {} task {}: removing {}: {}", alloc_.id, t.spec->name, t.dead->id,
+    spdlog::warn("alloc {} task {}: removing {}: {}", alloc_.id, t.spec->name, h.id,
                  removed.message());
   }
+}
+
+void AllocRunner::RemoveDead(TaskRun& t) {
+  if (!t.dead) return;
+  RemoveTask(t, *t.dead);
   t.dead.reset();
   std::lock_guard lock(mu_);
   if (!t.handle) handles_.erase(t.spec->name);
@@ -406,7 +417,7 @@ void AllocRunner::TryStart(TaskRun& t) {
     OnExit(t, kUnknownExit, false, "could not start: " + st.message());
   };
   if (!t.looked_for_existing && deps_.find_existing) {
-    auto existing = deps_.find_existing(alloc_.id, t.spec->name);
+    auto existing = deps_.find_existing(alloc_.id, t.spec->name, t.spec->driver);
     if (!existing.ok()) return start_failed(existing.status());
     t.looked_for_existing = true;
     t.waiting_for_driver = false;
@@ -433,32 +444,14 @@ void AllocRunner::TryStart(TaskRun& t) {
   if (!handle.ok()) return start_failed(handle.status());
   t.unavailable_backoff = kMinUnavailableBackoff;
   t.waiting_for_driver = false;
-  t.handle = *handle;
-  {
-    std::lock_guard lock(mu_);
-    handles_[t.spec->name] = *handle;
-  }
+  SetHandle(t, *handle);
   t.report.state = RunState::kRunning;
-  t.report.handle = handle->id;
   t.report.pid = PidOf(*handle);
   t.report.started_at_ms = deps_.clock->WallMillis();
   t.report.message = "started";
   t.restart.OnStarted(now);
   t.next_poll = now + deps_.poll_interval;
-  t.probe.reset();
-  t.health.reset();
-  if (t.spec->health) {
-    t.report.health = "unknown";
-    auto port = t.report.ports.find(t.spec->health->port);
-    auto probe = health::MakeProbe(*t.spec->health, deps_.check_host,
-                                   port == t.report.ports.end() ? 0 : port->second);
-    if (probe.ok()) {
-      t.probe = std::move(*probe);
-      t.health = std::make_unique<health::HealthTracker>(*t.spec->health, deps_.clock);
-    } else {
-      t.report.health_message = probe.status().message();
-    }
-  }
+  StartHealth(t);
   Event(&t, "started", handle->id);
 }
 
@@ -480,12 +473,15 @@ void AllocRunner::Observe(TaskRun& t) {
   }
   switch (st->state) {
     case driver::TaskState::kRunning:
-      if (t.report.state != RunState::kRunning || (st->pid != 0 && t.report.pid != st->pid)) {
+      if (t.report.state != RunState::kRunning) {
         t.report.state = RunState::kRunning;
-        if (st->pid != 0) t.report.pid = st->pid;
-        if (t.report.message.rfind("cannot inspect", 0) == 0) t.report.message = "running";
         dirty_ = true;
-      } else if (t.report.message.rfind("cannot inspect", 0) == 0) {
+      }
+      if (st->pid != 0 && t.report.pid != st->pid) {
+        t.report.pid = st->pid;
+        dirty_ = true;
+      }
+      if (t.report.message.rfind("cannot inspect", 0) == 0) {
         t.report.message = "running";
         dirty_ = true;
       }
@@ -567,8 +563,7 @@ void AllocRunner::CheckHealth(TaskRun& t) {
 void AllocRunner::StopTask(TaskRun& t) {
   RemoveDead(t);
   if (!t.handle) {
-    if (!t.final || t.report.state == RunState::kPending) t.report.state = RunState::kStopped;
-    if (t.report.state == RunState::kRestarting) t.report.state = RunState::kStopped;
+    if (!t.final) t.report.state = RunState::kStopped;  // failed or complete stay so
     return;
   }
   Status st = t.driver->Stop(*t.handle, t.spec->kill_timeout);
@@ -577,11 +572,7 @@ void AllocRunner::StopTask(TaskRun& t) {
     Event(&t, "stop-error", t.report.message);
     return;
   }
-  Status removed = t.driver->Remove(*t.handle);
-  if (!removed.ok() && removed.code() != Code::kNotFound) {
-    spdlog::warn("alloc {} task {}: removing {}: {}", alloc_.id, t.spec->name, t.handle->id,
-                 removed.message());
-  }
+  RemoveTask(t, *t.handle);
   t.handle.reset();
   {
     std::lock_guard lock(mu_);

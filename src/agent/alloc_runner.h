@@ -63,10 +63,10 @@ struct RunnerDeps {
   // callers time out and retry.
   std::shared_ptr<std::counting_semaphore<>> start_gate;
   // Consulted before the first start of a task that was not re-adopted: a handle of an existing
-  // task to adopt, if any; kUnavailable when that cannot be known yet (its driver could not be
-  // listed), which delays the start like an unreachable engine.
-  std::function<Result<std::optional<driver::TaskHandle>>(const std::string& alloc_id,
-                                                          const std::string& task)>
+  // task to adopt, if any; kUnavailable when that cannot be known yet (the task's driver could
+  // not be listed), which delays the start like an unreachable engine.
+  std::function<Result<std::optional<driver::TaskHandle>>(
+      const std::string& alloc_id, const std::string& task, spec::DriverKind driver)>
       find_existing;
 };
 
@@ -107,6 +107,11 @@ class AllocRunner {
   void CheckHealth(TaskRun& t);
   void StopTask(TaskRun& t);
   void RemoveDead(TaskRun& t);
+  // Removes a task's container or state, logging (not failing on) an engine error.
+  void RemoveTask(TaskRun& t, const driver::TaskHandle& h);
+  void SetHandle(TaskRun& t, const driver::TaskHandle& h);
+  // (Re)creates the task's health probe and tracker for a new or re-adopted run.
+  void StartHealth(TaskRun& t);
   driver::StartRequest BuildRequest(const TaskRun& t) const;
   void Event(TaskRun* t, std::string type, std::string message);
   void Publish();

@@ -107,9 +107,8 @@ RunnerDeps LocalReconciler::Deps() {
     auto put = store_.Put(keys_.AllocStatus(s.id), s.ToJson().dump());
     return put.ok() ? Status::Ok() : put.status();
   };
-  deps.find_existing = [this](const std::string& alloc, const std::string& task) {
-    return FindExisting(alloc, task);
-  };
+  deps.find_existing = [this](const std::string& alloc, const std::string& task,
+                              spec::DriverKind kind) { return FindExisting(alloc, task, kind); };
   return deps;
 }
 
@@ -212,22 +211,9 @@ void LocalReconciler::Unwant(const std::string& id) {
 }
 
 Result<std::optional<driver::TaskHandle>> LocalReconciler::FindExisting(const std::string& alloc,
-                                                                        const std::string& task) {
-  std::set<spec::DriverKind> unlisted;
-  {
-    std::lock_guard lock(mu_);
-    unlisted = unlisted_;
-  }
-  for (auto kind : unlisted) {
-    auto handles = drivers_.at(kind)->List();
-    if (!handles.ok()) {
-      return Unavailable(std::string(drivers_.at(kind)->Name()) +
-                         " driver cannot list its tasks yet: " + handles.status().message());
-    }
-    std::lock_guard lock(mu_);
-    if (!unlisted_.erase(kind)) continue;  // another runner got there first
-    for (auto& h : *handles) adoptable_[h.alloc_id].push_back(std::move(h));
-  }
+                                                                        const std::string& task,
+                                                                        spec::DriverKind kind) {
+  BERTH_RETURN_IF_ERROR(ListUnlisted(kind));
   std::lock_guard lock(mu_);
   auto it = adoptable_.find(alloc);
   if (it == adoptable_.end()) return std::optional<driver::TaskHandle>();
@@ -327,18 +313,29 @@ void LocalReconciler::RelistDrivers() {
     std::lock_guard lock(mu_);
     unlisted = unlisted_;
   }
-  for (auto kind : unlisted) {
-    auto handles = drivers_.at(kind)->List();
-    if (!handles.ok()) continue;
+  for (auto kind : unlisted) ListUnlisted(kind).IgnoreError();
+}
+
+Status LocalReconciler::ListUnlisted(spec::DriverKind kind) {
+  {
     std::lock_guard lock(mu_);
-    if (!unlisted_.erase(kind)) continue;
-    spdlog::info("{} driver answers again: {} task(s) to re-adopt or stop",
-                 drivers_.at(kind)->Name(), handles->size());
-    for (auto& h : *handles) {
-      if (auto it = runners_.find(h.alloc_id); it != runners_.end()) it->second->Wake();
-      adoptable_[h.alloc_id].push_back(std::move(h));
-    }
+    if (!unlisted_.count(kind)) return Status::Ok();
   }
+  driver::Driver* d = drivers_.at(kind);
+  auto handles = d->List();
+  if (!handles.ok()) {
+    return Unavailable(std::string(d->Name()) +
+                       " driver cannot list its tasks yet: " + handles.status().message());
+  }
+  std::lock_guard lock(mu_);
+  if (!unlisted_.erase(kind)) return Status::Ok();  // listed meanwhile by another caller
+  spdlog::info("{} driver answers again: {} task(s) to re-adopt or stop", d->Name(),
+               handles->size());
+  for (auto& h : *handles) {
+    if (auto it = runners_.find(h.alloc_id); it != runners_.end()) it->second->Wake();
+    adoptable_[h.alloc_id].push_back(std::move(h));
+  }
+  return Status::Ok();
 }
 
 void LocalReconciler::OnDriverExit(const std::string& alloc_id) {

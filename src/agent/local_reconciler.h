@@ -72,7 +72,11 @@ class LocalReconciler {
   void Unwant(const std::string& id);
   void ListDrivers();
   Result<std::optional<driver::TaskHandle>> FindExisting(const std::string& alloc_id,
-                                                         const std::string& task);
+                                                         const std::string& task,
+                                                         spec::DriverKind kind);
+  // Lists a driver that could not be listed before (no-op otherwise): its tasks become
+  // adoptable and the runners they belong to are woken. kUnavailable while it cannot be.
+  Status ListUnlisted(spec::DriverKind kind);
   void JanitorLoop();
   RunnerDeps Deps();
   void OnDriverExit(const std::string& alloc_id);

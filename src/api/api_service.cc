@@ -185,25 +185,9 @@ Result<std::vector<AllocEntry>> ListAllocEntries(const ApiContext& ctx) {
   for (auto& [id, a] : placed) {
     if (observed.count(id)) continue;
     // Placed, but its agent has reported nothing yet.
-    runtime::AllocStatus st;
-    st.id = a.id;
-    st.job = a.job;
-    st.group = a.group;
-    st.index = a.index;
-    st.machine = a.machine;
-    st.job_version = a.job_version;
-    st.state = runtime::RunState::kPending;
-    st.updated_at_ms = a.created_at_ms;
+    runtime::AllocStatus st = runtime::AllocStatus::Pending(a);
     if (auto it = unreadable.find(id); it != unreadable.end()) {
       st.message = "status record unreadable: " + it->second;
-    }
-    if (const spec::Group* g = a.FindGroup()) {
-      for (const auto& t : g->tasks) {
-        runtime::TaskReport r;
-        r.name = t.name;
-        r.driver = std::string(spec::DriverKindName(t.driver));
-        st.tasks.push_back(std::move(r));
-      }
     }
     AllocEntry e;
     e.id = id;

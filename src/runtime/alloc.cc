@@ -135,6 +135,28 @@ std::string NewAllocId(std::string_view job, std::string_view group, int index) 
   return head + suffix;
 }
 
+AllocStatus AllocStatus::Pending(const Allocation& alloc) {
+  AllocStatus s;
+  s.id = alloc.id;
+  s.job = alloc.job;
+  s.group = alloc.group;
+  s.index = alloc.index;
+  s.machine = alloc.machine;
+  s.job_version = alloc.job_version;
+  s.state = RunState::kPending;
+  s.updated_at_ms = alloc.created_at_ms;
+  if (const spec::Group* g = alloc.FindGroup()) {
+    for (const auto& task : g->tasks) {
+      TaskReport r;
+      r.name = task.name;
+      r.driver = std::string(spec::DriverKindName(task.driver));
+      r.health = task.health ? "unknown" : "";
+      s.tasks.push_back(std::move(r));
+    }
+  }
+  return s;
+}
+
 void AllocStatus::AddEvent(TaskEvent event) {
   events.push_back(std::move(event));
   if (events.size() > kMaxEvents) events.erase(events.begin(), events.end() - kMaxEvents);

@@ -98,6 +98,9 @@ struct AllocStatus {
   std::vector<TaskEvent> events;  // oldest first, at most kMaxEvents
   int64_t updated_at_ms = 0;
 
+  // The status of an allocation its agent has not run yet: `pending`, one pending task report
+  // (name, driver, and health "unknown" when checked) per task of its group.
+  static AllocStatus Pending(const Allocation& alloc);
   // Appends an event, dropping the oldest beyond kMaxEvents.
   void AddEvent(TaskEvent event);
   // Recomputes `state` and `health` from the tasks: failed if any task failed; else running if

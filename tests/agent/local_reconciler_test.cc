@@ -75,8 +75,9 @@ class ReconcilerTest : public ::testing::Test {
     o.poll_interval = 20ms;
     reconciler_ = std::make_unique<LocalReconciler>(
         *store_, keys_,
-        std::map<spec::DriverKind, driver::Driver*>{{spec::DriverKind::kProcess, &driver_}}, ports_,
-        SystemClock::Shared(), o);
+        std::map<spec::DriverKind, driver::Driver*>{{spec::DriverKind::kProcess, &driver_},
+                                                    {spec::DriverKind::kDocker, &docker_}},
+        ports_, SystemClock::Shared(), o);
     reconciler_->Start();
   }
   Allocation Place(const spec::Job& job, const std::string& id) {
@@ -89,6 +90,16 @@ class ReconcilerTest : public ::testing::Test {
     a.spec = job;
     EXPECT_TRUE(store_->Put(keys_.Alloc("m1", id), a.ToJson().dump()).ok());
     return a;
+  }
+  // Everything Logs() hands its sink for `task` of allocation `id`; "" if it fails.
+  std::string LogsOf(const std::string& id, const std::string& task) {
+    std::string got;
+    Status st = reconciler_->Logs(id, task, {}, [&](std::string_view s) {
+      got += s;
+      return true;
+    });
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    return got;
   }
   std::optional<AllocStatus> StatusOf(const std::string& id) {
     auto kv = store_->Get(keys_.AllocStatus(id));
@@ -105,6 +116,7 @@ class ReconcilerTest : public ::testing::Test {
   store::StorePtr store_;
   store::Keys keys_;
   FakeDriver driver_;
+  FakeDriver docker_{"docker"};
   runtime::PortAllocator ports_{{"127.0.0.1", 41000, 41999}};
   std::filesystem::path root_;
   std::unique_ptr<LocalReconciler> reconciler_;
@@ -266,6 +278,14 @@ TEST_F(ReconcilerTest, RunningTaskIsNotDeclaredGoneWhileItsDriverCannotBeListed)
   EXPECT_EQ(driver_.StartCount(), 0u);
 }
 
+TEST_F(ReconcilerTest, ProcessTasksStartWhileDockerCannotBeListed) {
+  docker_.SetListUnavailable(true);  // a machine without a Docker Engine
+  StartReconciler();
+  Place(MakeJob("web"), "a1");
+  ASSERT_TRUE(WaitFor([&] { return StateIs("a1", RunState::kRunning); }));
+  EXPECT_EQ(driver_.StartCount(), 1u);
+}
+
 TEST_F(ReconcilerTest, OrphansOfALateDriverAreStoppedWhenItAnswers) {
   driver_.Plant("gone", "t");
   driver_.SetListUnavailable(true);
@@ -284,15 +304,7 @@ TEST_F(ReconcilerTest, ACrashedRunKeepsItsLogsUntilTheNextStart) {
   ASSERT_TRUE(WaitFor([&] { return driver_.RunningCount() == 1; }));
   driver_.Exit("a1", 1);
   ASSERT_TRUE(WaitFor([&] { return StateIs("a1", RunState::kFailed); }));
-  std::string got;
-  ASSERT_TRUE(reconciler_
-                  ->Logs("a1", "t", {},
-                         [&](std::string_view s) {
-                           got += s;
-                           return true;
-                         })
-                  .ok());
-  EXPECT_EQ(got, "logs of fake-1\n");
+  EXPECT_EQ(LogsOf("a1", "t"), "logs of fake-1\n");
 }
 
 TEST_F(ReconcilerTest, StartErrorBecomesAClearStatus) {
@@ -318,15 +330,7 @@ TEST_F(ReconcilerTest, LogsComeFromTheTasksDriver) {
   StartReconciler();
   Place(MakeJob("web"), "a1");
   ASSERT_TRUE(WaitFor([&] { return StateIs("a1", RunState::kRunning); }));
-  std::string got;
-  ASSERT_TRUE(reconciler_
-                  ->Logs("a1", "t", {},
-                         [&](std::string_view s) {
-                           got += s;
-                           return true;
-                         })
-                  .ok());
-  EXPECT_EQ(got, "logs of fake-1\n");
+  EXPECT_EQ(LogsOf("a1", "t"), "logs of fake-1\n");
   EXPECT_EQ(reconciler_->Logs("nope", "t", {}, [](std::string_view) { return true; }).code(),
             Code::kNotFound);
 }
