@@ -151,6 +151,30 @@ Result<JobRecord> JobRegistry::Stop(std::string_view name) {
   return Unavailable(fmt::format("job {}: too much contention, gave up", name));
 }
 
+Result<SubmitResult> JobRegistry::Revert(std::string_view name, int64_t version) {
+  BERTH_RETURN_IF_ERROR(ValidateJobName(name));
+  if (version < 1) {
+    return InvalidArgument(
+        fmt::format("job {}: version must be at least 1, got {}", name, version));
+  }
+  const std::string key = keys_.JobVersion(name, version);
+  BERTH_ASSIGN_OR_RETURN(auto kv, store_.Get(key));
+  if (!kv) {
+    BERTH_ASSIGN_OR_RETURN(auto cur, Current(name));
+    if (!cur) return NotFound(fmt::format("job {} not found", name));
+    return NotFound(fmt::format("job {} has no version {} (its versions are 1 to {})", name,
+                                version, cur->version));
+  }
+  BERTH_ASSIGN_OR_RETURN(auto rec, Decode(*kv));
+  // Decoding re-validates the old spec and brings it to today's canonical form.
+  auto job = spec::JobFromJson(rec.spec, key);
+  if (!job.ok()) return Internal(fmt::format("cannot revert: {}", job.status().message()));
+  if (job->name != name) {
+    return Internal(fmt::format("cannot revert: {} holds a spec of job \"{}\"", key, job->name));
+  }
+  return Submit(*job);
+}
+
 Status JobRegistry::Purge(std::string_view name) {
   BERTH_RETURN_IF_ERROR(ValidateJobName(name));
   BERTH_ASSIGN_OR_RETURN(auto cur, Current(name));

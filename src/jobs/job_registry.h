@@ -5,7 +5,8 @@
 // transaction against the current record's mod revision, so concurrent writers never
 // interleave, nothing is half-written, and a lost race is retried on fresh state. Submitting
 // a spec identical to the running version writes nothing. Stopping writes a new version with
-// status "stopped"; purging deletes the job and its history in one transaction.
+// status "stopped"; purging deletes the job and its history in one transaction. Reverting
+// submits the spec of an earlier version again, as a new version: history only grows.
 // Records read back from the store are validated: a corrupt record is an error that names
 // its key, never a crash.
 // Thread-safety: thread-safe (all state is in the store).
@@ -51,6 +52,10 @@ class JobRegistry {
   // Every stored version, oldest first.
   Result<std::vector<JobRecord>> History(std::string_view name);
   Result<JobRecord> Stop(std::string_view name);
+  // Submits the spec stored with `version` as a new version (status running), exactly as
+  // Submit would: unchanged (nothing written) when the job already runs that spec. NotFound
+  // naming the version when the job has no such version.
+  Result<SubmitResult> Revert(std::string_view name, int64_t version);
   Status Purge(std::string_view name);
 
  private:

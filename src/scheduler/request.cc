@@ -15,10 +15,11 @@ Result<PlacementRequest> RequestFromJob(const spec::Job& job, std::string_view g
   r.job = job.name;
   r.group = g->name;
   r.count = count < 0 ? g->count : count;
-  r.strategy = options.strategy;
-  r.spread_attribute = options.spread_attribute;
-  r.affinity_jobs = options.affinity_jobs;
-  r.conflict_jobs = options.conflict_jobs;
+  const spec::Placement& placement = g->placement;
+  r.strategy = options.strategy.value_or(placement.strategy);
+  r.spread_attribute = options.spread_attribute.value_or(placement.spread_attribute);
+  r.affinity_jobs = options.affinity_jobs.value_or(placement.machine_of);
+  r.conflict_jobs = options.conflict_jobs.value_or(placement.conflicts);
   r.seed = options.seed;
   r.candidate_limit = options.candidate_limit;
   auto take = [&](const std::vector<spec::Constraint>& cs) -> Status {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,12 +45,14 @@ struct PlacementRequest {
   int candidate_limit = 0;
 };
 
-// Placement settings a job spec does not (yet) carry: the strategy and the fleet-style rules.
+// What the caller adds to, or overrides in, the job spec's placement: the seed and candidate
+// limit (not in the spec), and overrides of the group's `placement` block for tools and tests
+// (a field that is set replaces the spec's).
 struct PlacementOptions {
-  std::string strategy = "binpack";
-  std::string spread_attribute;
-  std::vector<std::string> affinity_jobs;
-  std::vector<std::string> conflict_jobs;
+  std::optional<std::string> strategy;
+  std::optional<std::string> spread_attribute;
+  std::optional<std::vector<std::string>> affinity_jobs;
+  std::optional<std::vector<std::string>> conflict_jobs;
   uint64_t seed = 0;
   int candidate_limit = 0;
 };
@@ -57,7 +60,9 @@ struct PlacementOptions {
 // The request for `count` new instances of job's group `group` (count < 0: the group's count).
 // Resources and static ports are summed over the group's tasks; constraints are the job's, the
 // group's and every task's. A distinct_hosts constraint sets the flag, and a `machine.id ==`
-// constraint becomes the pin (fleet's MachineID); neither stays in `constraints`.
+// constraint becomes the pin (fleet's MachineID); neither stays in `constraints`. The strategy,
+// spread attribute, affinity (machine_of) and conflicts come from the group's placement block
+// unless `options` overrides them.
 Result<PlacementRequest> RequestFromJob(const spec::Job& job, std::string_view group,
                                         int count = -1, const PlacementOptions& options = {});
 

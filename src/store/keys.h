@@ -34,8 +34,27 @@ class Keys {
   // status/<id>: what the agent running allocation <id> observes.
   std::string AllocStatus(std::string_view id) const { return Status() + std::string(id); }
   std::string Routes() const { return prefix_ + "routes/"; }
+  // secrets/<path>: one sealed value (docs/secrets.md), path "db/password".
   std::string Secrets() const { return prefix_ + "secrets/"; }
+  std::string Secret(std::string_view path) const { return Secrets() + std::string(path); }
+  // secret-keys/<name>: a recipient's public keys (machines are "machine:<id>").
+  std::string SecretKeys() const { return prefix_ + "secret-keys/"; }
+  std::string SecretKey(std::string_view name) const { return SecretKeys() + std::string(name); }
+  // acl/tokens/<accessor>: an API token (hashed) and its policy; acl/bootstrap: set once.
+  std::string AclTokens() const { return prefix_ + "acl/tokens/"; }
+  std::string AclToken(std::string_view accessor) const {
+    return AclTokens() + std::string(accessor);
+  }
+  std::string AclBootstrap() const { return prefix_ + "acl/bootstrap"; }
   std::string EngineLeader() const { return prefix_ + "engine/leader"; }
+  // machine-admin/<id>: an operator's settings for a machine (eligible, drain); not leased, so
+  // they outlive the agent.
+  std::string MachineAdmins() const { return prefix_ + "machine-admin/"; }
+  std::string MachineAdmin(std::string_view id) const { return MachineAdmins() + std::string(id); }
+  // deployments/<job>: the engine's progress rolling out the job's current version, and why
+  // instances could not be placed.
+  std::string Deployments() const { return prefix_ + "deployments/"; }
+  std::string Deployment(std::string_view job) const { return Deployments() + std::string(job); }
   std::string Locks() const { return prefix_ + "locks/"; }
 
  private:

@@ -95,6 +95,61 @@ TEST_F(JobRegistryTest, StopAndPurge) {
   EXPECT_TRUE(all->kvs.empty());
 }
 
+TEST_F(JobRegistryTest, RevertSubmitsAnOldSpecAsANewVersion) {
+  ASSERT_TRUE(registry_->Submit(MakeJob("web", 1)).ok());
+  ASSERT_TRUE(registry_->Submit(MakeJob("web", 3)).ok());
+  auto r = registry_->Revert("web", 1);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->version, 3);
+  EXPECT_TRUE(r->changed);
+  auto cur = registry_->Get("web");
+  ASSERT_TRUE(cur.ok());
+  EXPECT_EQ(cur->status, "running");
+  EXPECT_EQ(*spec::JobFromJson(cur->spec), MakeJob("web", 1));
+  // History only grows: the reverted-to version is still there, and so is the one undone.
+  auto hist = registry_->History("web");
+  ASSERT_TRUE(hist.ok());
+  ASSERT_EQ(hist->size(), 3u);
+  EXPECT_EQ((*hist)[1].spec["groups"][0]["count"], 3);
+
+  // Reverting to what already runs writes nothing, like submitting the same file.
+  auto same = registry_->Revert("web", 1);
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->version, 3);
+  EXPECT_FALSE(same->changed);
+
+  // A stopped job comes back running with the old spec.
+  ASSERT_TRUE(registry_->Stop("web").ok());
+  auto back = registry_->Revert("web", 2);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->version, 5);
+  EXPECT_EQ(registry_->Get("web")->status, "running");
+  EXPECT_EQ(*spec::JobFromJson(registry_->Get("web")->spec), MakeJob("web", 3));
+}
+
+TEST_F(JobRegistryTest, RevertErrorsNameWhatIsMissing) {
+  ASSERT_TRUE(registry_->Submit(MakeJob("web", 1)).ok());
+  auto missing = registry_->Revert("web", 9);
+  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+  EXPECT_EQ(missing.status().message(), "job web has no version 9 (its versions are 1 to 1)");
+  auto nojob = registry_->Revert("nosuch", 1);
+  EXPECT_EQ(nojob.status().code(), Code::kNotFound);
+  EXPECT_EQ(nojob.status().message(), "job nosuch not found");
+  EXPECT_EQ(registry_->Revert("web", 0).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(registry_->Revert("Bad", 1).status().code(), Code::kInvalidArgument);
+
+  // A corrupt old version is an error naming its key; nothing is written.
+  ASSERT_TRUE(store_
+                  ->Put(keys_.JobVersion("web", 1),
+                        R"({"name":"web","version":1,"status":"running","spec":{"name":"web"}})")
+                  .ok());
+  auto corrupt = registry_->Revert("web", 1);
+  EXPECT_EQ(corrupt.status().code(), Code::kInternal);
+  EXPECT_NE(corrupt.status().message().find("/t/job-versions/web/"), std::string::npos)
+      << corrupt.status().message();
+  EXPECT_EQ(registry_->Get("web")->version, 1);
+}
+
 TEST_F(JobRegistryTest, UnknownAndInvalidNames) {
   EXPECT_EQ(registry_->Get("nosuch").status().code(), Code::kNotFound);
   EXPECT_EQ(registry_->Stop("nosuch").status().code(), Code::kNotFound);

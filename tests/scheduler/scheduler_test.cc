@@ -175,6 +175,92 @@ TEST(RequestFromJobTest, SumsTasksAndGathersConstraints) {
   EXPECT_EQ(r->seed, 42U);
 }
 
+TEST(RequestFromJobTest, PlacementComesFromTheGroupsSpec) {
+  spec::Job job = ExampleJob();
+  job.groups[0].placement = {"spread", "meta.rack", {"cache"}, {"legacy-*", "db"}};
+  auto r = RequestFromJob(job, "web");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->strategy, "spread");
+  EXPECT_EQ(r->spread_attribute, "meta.rack");
+  EXPECT_EQ(r->affinity_jobs, (std::vector<std::string>{"cache"}));
+  EXPECT_EQ(r->conflict_jobs, (std::vector<std::string>{"legacy-*", "db"}));
+  // The other group keeps the defaults.
+  auto db = RequestFromJob(job, "db");
+  ASSERT_TRUE(db.ok());
+  EXPECT_EQ(db->strategy, "binpack");
+  EXPECT_TRUE(db->spread_attribute.empty());
+  EXPECT_TRUE(db->affinity_jobs.empty());
+  EXPECT_TRUE(db->conflict_jobs.empty());
+
+  // Options override only what they set.
+  PlacementOptions options;
+  options.strategy = "random";
+  options.conflict_jobs = std::vector<std::string>{};
+  options.candidate_limit = -1;
+  r = RequestFromJob(job, "web", 1, options);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->strategy, "random");
+  EXPECT_EQ(r->spread_attribute, "meta.rack");
+  EXPECT_EQ(r->affinity_jobs, (std::vector<std::string>{"cache"}));
+  EXPECT_TRUE(r->conflict_jobs.empty());
+  EXPECT_EQ(r->candidate_limit, -1);
+}
+
+TEST(RequestFromJobTest, SpecPlacementSteersPlace) {
+  MachineSet set;
+  for (int i = 0; i < 4; ++i) {
+    AddTo(set, Machine("m" + std::to_string(i), 4000, 4096,
+                       {{"os.name", "Linux"}, {"meta.zone", "eu-west"}}));
+  }
+  set.AddAllocation(0, "cache", "main", 100, 1 << 20);
+  set.AddAllocation(1, "cache", "main", 100, 1 << 20);
+  set.AddAllocation(1, "legacy-db", "main", 100, 1 << 20);
+  spec::Job job = ExampleJob();
+  job.groups[0].constraints.clear();  // no distinct_hosts
+  job.groups[0].tasks[0].ports.clear();
+  job.groups[0].tasks[1].ports.clear();
+  job.groups[0].placement.machine_of = {"cache"};
+  job.groups[0].placement.conflicts = {"legacy-*"};
+  auto r = RequestFromJob(job, "web", 3);
+  ASSERT_TRUE(r.ok());
+  auto result = Place(*r, set);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  ASSERT_EQ(result->placed.size(), 3U);
+  for (const auto& p : result->placed) EXPECT_EQ(p.machine, "m0");
+}
+
+// fleet's idiom: a job that conflicts with its own name runs once per machine, across its
+// groups and from its very first placement.
+TEST(RequestFromJobTest, ConflictingWithItselfIsOnePerMachine) {
+  MachineSet set;
+  for (int i = 0; i < 3; ++i) {
+    AddTo(set, Machine("m" + std::to_string(i), 8000, 8192, {{"os.name", "Linux"}}));
+  }
+  spec::Job job = ExampleJob();
+  job.groups[0].constraints.clear();
+  job.groups[0].tasks[0].ports.clear();
+  job.groups[0].tasks[0].constraints.clear();
+  job.groups[0].tasks[1].ports.clear();
+  job.groups[0].placement.conflicts = {"sh*"};
+  auto r = RequestFromJob(job, "web", 2);
+  ASSERT_TRUE(r.ok());
+  auto first = Place(*r, set);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_EQ(first->placed.size(), 2U);
+  EXPECT_NE(first->placed[0].machine, first->placed[1].machine);
+  // Another group of the same job finds one machine left.
+  job.groups[1].constraints.clear();
+  job.groups[1].tasks[0].ports.clear();
+  job.groups[1].placement.conflicts = {"shop"};
+  r = RequestFromJob(job, "db", 2);
+  ASSERT_TRUE(r.ok());
+  auto second = Place(*r, set);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->placed.size(), 1U);
+  EXPECT_EQ(second->unplaced, 1);
+  EXPECT_EQ(second->failure.ToString(), "0 of 3 machines: 3 run conflicting job shop");
+}
+
 TEST(RequestFromJobTest, MachineIdEqualityPins) {
   auto r = RequestFromJob(ExampleJob(), "db", 2);
   ASSERT_TRUE(r.ok());
