@@ -30,6 +30,8 @@ bench: build
 	@BUILD_DIR=$(CURDIR)/$(BUILD) bench/store_vs_etcd.sh
 	@BUILD_DIR=$(CURDIR)/$(BUILD) bench/start_vs_docker.sh
 	@BUILD_DIR=$(CURDIR)/$(BUILD) bench/agent_rss.sh
+	@$(BUILD)/bench/berth_secrets_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+	@BUILD_DIR=$(CURDIR)/$(BUILD) bench/secrets_start.sh
 
 fuzz: deps
 	@scripts/fuzz.sh $(or $(SECONDS),60)

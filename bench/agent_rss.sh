@@ -24,6 +24,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 BUILD_DIR="${BUILD_DIR:-$ROOT/build-bench}"
 DRIVERS=process,docker
 COUNT=50
@@ -48,19 +50,10 @@ export DOCKER_HOST="${DOCKER_HOST:-unix:///var/run/docker.sock}"
 # --- build -------------------------------------------------------------------------------------
 if [[ -z "${BERTH:-}" ]]; then
   BERTH="$BUILD_DIR/src/berth"
-  CONFIGURE=(-G Ninja)
-  [[ -f "$BUILD_DIR/CMakeCache.txt" ]] || CONFIGURE+=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
-  # Other folders may be mid-edit in a shared tree: a failed build is not fatal when a binary
-  # is already there (a warning says it may be stale).
-  if ! { cmake -S "$ROOT" -B "$BUILD_DIR" "${CONFIGURE[@]}" >/dev/null &&
-         cmake --build "$BUILD_DIR" -j2 --target berth >/dev/null; }; then
-    [[ -x "$BERTH" ]] || { echo "build failed" >&2; exit 1; }
-    echo "warning: build failed; using the existing $BERTH" >&2
-  fi
+  bench_build "$BERTH" berth
 fi
 
-# The source revision the binary was built from (-dirty: uncommitted edits in the tree).
-REV="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
+REV="$(bench_rev)"
 
 WORK="$(mktemp -d /tmp/berth-rss-bench.XXXXXX)"
 RID="$(basename "$WORK" | cut -d. -f2 | tr '[:upper:]' '[:lower:]')"
@@ -70,7 +63,6 @@ MACHINES=()
 TAGS=()
 PROBLEMS=()
 
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 problem() { PROBLEMS+=("$*"); log "problem: $*"; }
 
 # PIDs of processes whose environment holds BENCH_RUN=$1 (the process driver's tasks).
@@ -224,18 +216,7 @@ for DRIVER in "${DRIVER_LIST[@]}"; do
 
   if [[ $DRIVER == docker ]]; then
     "$ROOT/scripts/docker-test-engine.sh" start "$WORK/docker" >&2
-    if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
-      [[ -x /bin/busybox ]] || { echo "/bin/busybox missing: apt-get install busybox-static" >&2; exit 1; }
-      python3 - "$WORK/busybox.tar" <<'EOF'
-import sys, tarfile
-with tarfile.open(sys.argv[1], "w") as tar:
-    tar.add("/bin/busybox", arcname="bin/busybox")
-    link = tarfile.TarInfo("bin/sh"); link.type = tarfile.SYMTYPE; link.linkname = "busybox"
-    tar.addfile(link)
-EOF
-      docker import "$WORK/busybox.tar" "$IMAGE" >/dev/null
-      log "imported $IMAGE from /bin/busybox"
-    fi
+    bench_ensure_image "$IMAGE"
   fi
 
   # 1. a fresh agent, idle
@@ -452,22 +433,5 @@ if ((WRITE_DOC)); then
     for p in "${PROBLEMS[@]}"; do echo; echo "Problem seen: $p"; done
     echo
   } >"$SECTION"
-  python3 - "$DOC" "$SECTION" "## Agent memory" <<'EOF'
-import re, sys
-doc_path, section_path, heading = sys.argv[1], sys.argv[2], sys.argv[3]
-section = open(section_path).read()
-try:
-    doc = open(doc_path).read()
-except FileNotFoundError:
-    doc = "# Benchmarks\n\n"
-m = re.search("^" + re.escape(heading) + "$", doc, re.M)
-if m is None:
-    doc = doc.rstrip("\n") + "\n\n" + section
-else:
-    start = m.start()
-    nxt = re.search(r"^## ", doc[m.end():], re.M)
-    doc = doc[:start] + section + (doc[m.end() + nxt.start():] if nxt else "")
-open(doc_path, "w").write(doc.rstrip("\n") + "\n")
-EOF
-  echo "wrote $DOC" >&2
+  bench_write_section "$DOC" "$SECTION" "## Agent memory"
 fi

@@ -34,6 +34,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 BUILD_DIR="${BUILD_DIR:-$ROOT/build-bench}"
 RUNS=15
 HTTP=0
@@ -69,19 +71,10 @@ fi
 # --- build -------------------------------------------------------------------------------------
 if [[ -z "${BERTH:-}" ]]; then
   BERTH="$BUILD_DIR/src/berth"
-  CONFIGURE=(-G Ninja)
-  [[ -f "$BUILD_DIR/CMakeCache.txt" ]] || CONFIGURE+=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
-  # Other folders may be mid-edit in a shared tree: a failed build is not fatal when a binary
-  # is already there (a warning says it may be stale).
-  if ! { cmake -S "$ROOT" -B "$BUILD_DIR" "${CONFIGURE[@]}" >/dev/null &&
-         cmake --build "$BUILD_DIR" -j2 --target berth >/dev/null; }; then
-    [[ -x "$BERTH" ]] || { echo "build failed" >&2; exit 1; }
-    echo "warning: build failed; using the existing $BERTH" >&2
-  fi
+  bench_build "$BERTH" berth
 fi
 
-# The source revision the binary was built from (-dirty: uncommitted edits in the tree).
-REV="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
+REV="$(bench_rev)"
 
 WORK="$(mktemp -d /tmp/berth-start-bench.XXXXXX)"
 RID="$(basename "$WORK" | cut -d. -f2 | tr '[:upper:]' '[:lower:]')"
@@ -89,8 +82,6 @@ MACHINE="bench-start-$RID"
 AGENT_PID=""
 EVENTS_PID=""
 
-now_ns() { local t=$EPOCHREALTIME; echo "${t/./}000"; }
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
 cleanup() {
   set +e
@@ -120,18 +111,7 @@ trap 'exit 130' INT TERM
 # Starts a dockerd only if none answers (and then stops it at exit; an engine that was already
 # running is left alone).
 "$ROOT/scripts/docker-test-engine.sh" start "$WORK/docker" >&2
-if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
-  [[ -x /bin/busybox ]] || { echo "/bin/busybox missing: apt-get install busybox-static" >&2; exit 1; }
-  python3 - "$WORK/busybox.tar" <<'EOF'
-import sys, tarfile
-with tarfile.open(sys.argv[1], "w") as tar:
-    tar.add("/bin/busybox", arcname="bin/busybox")
-    link = tarfile.TarInfo("bin/sh"); link.type = tarfile.SYMTYPE; link.linkname = "busybox"
-    tar.addfile(link)
-EOF
-  docker import "$WORK/busybox.tar" "$IMAGE" >/dev/null
-  log "imported $IMAGE from /bin/busybox"
-fi
+bench_ensure_image "$IMAGE"
 
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -357,22 +337,5 @@ if ((WRITE_DOC)); then
     echo "$TABLE"
     echo
   } >"$SECTION"
-  python3 - "$DOC" "$SECTION" "$SECTION_TITLE" <<'EOF'
-import re, sys
-doc_path, section_path, heading = sys.argv[1], sys.argv[2], sys.argv[3]
-section = open(section_path).read()
-try:
-    doc = open(doc_path).read()
-except FileNotFoundError:
-    doc = "# Benchmarks\n\n"
-m = re.search("^" + re.escape(heading) + "$", doc, re.M)
-if m is None:
-    doc = doc.rstrip("\n") + "\n\n" + section
-else:
-    start = m.start()
-    nxt = re.search(r"^## ", doc[m.end():], re.M)
-    doc = doc[:start] + section + (doc[m.end() + nxt.start():] if nxt else "")
-open(doc_path, "w").write(doc.rstrip("\n") + "\n")
-EOF
-  echo "wrote $DOC" >&2
+  bench_write_section "$DOC" "$SECTION" "$SECTION_TITLE"
 fi

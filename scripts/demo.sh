@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 BERTH=$PWD/build/src/berth
 DIR=$PWD/.demo
 ADDR=${BERTH_DEMO_ADDR:-127.0.0.1:4680}
+ROUTER=${BERTH_DEMO_ROUTER:-127.0.0.1:8080}
 mkdir -p "$DIR"
 
 # Stop the agent of an earlier demo, if any.
@@ -13,7 +14,7 @@ if [[ -f "$DIR/agent.pid" ]] && kill -0 "$(cat "$DIR/agent.pid")" 2>/dev/null; t
   for _ in $(seq 50); do kill -0 "$(cat "$DIR/agent.pid")" 2>/dev/null || break; sleep 0.1; done
 fi
 
-nohup "$BERTH" agent --dev --data-dir "$DIR/data" --api "$ADDR" --meta demo=true \
+nohup "$BERTH" agent --dev --data-dir "$DIR/data" --api "$ADDR" --router "$ROUTER" --meta demo=true \
   >"$DIR/agent.log" 2>&1 &
 echo $! >"$DIR/agent.pid"
 export BERTH_ADDR=$ADDR
@@ -46,8 +47,15 @@ echo "== berth alloc ls"
 "$BERTH" alloc ls
 echo
 if [[ -n $port ]]; then
-  echo "== curl http://127.0.0.1:$port/"
+  echo "== curl http://127.0.0.1:$port/   (the task itself)"
   curl -s "http://127.0.0.1:$port/" || true
+  echo "== curl -H 'Host: web.berth.localhost' http://$ROUTER/   (through berth's router)"
+  for _ in $(seq 50); do
+    out=$(curl -s -H 'Host: web.berth.localhost' "http://$ROUTER/" || true)
+    [[ $out == *hello* ]] && break
+    sleep 0.1
+  done
+  echo "$out"
 else
   echo "the web job is not running and healthy yet: see berth alloc ls, and $DIR/agent.log" >&2
 fi
@@ -63,6 +71,9 @@ berth is running (pid $(cat "$DIR/agent.pid")), single node, embedded store in $
 Where to look:
   http://127.0.0.1:${port:-PORT}/   the example web server (a plain process; examples/web-docker.yml
                               is the same job in a container)
+  curl -H 'Host: web.berth.localhost' http://$ROUTER/
+                              the same through the router (its route appeared when it turned
+                              healthy, and goes away when it stops)
   berth job status web        (BERTH_ADDR=$ADDR; the binary is $BERTH)
   berth alloc ls              its allocations; berth alloc status ID, berth logs ID [-f]
   berth events                stream of changes as they happen

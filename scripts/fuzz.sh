@@ -3,7 +3,8 @@
 # (default 60) on a scratch copy of its seed corpus (fuzz/corpus/<name>/, <name> without the
 # _fuzz suffix), with its dictionary fuzz/<fuzzer>.dict if there is one, so the repository is
 # not touched. Crash inputs land in build-fuzz/artifacts/<fuzzer>/. Exits non-zero if any
-# fuzzer finds a crash, a leak or a timeout.
+# fuzzer finds a crash, a leak or a timeout. FUZZ_JOBS fuzzers run at a time (default: one per
+# core).
 #   scripts/fuzz.sh [SECONDS] [FUZZER...]     e.g. scripts/fuzz.sh 300 job_parser_fuzz
 set -euo pipefail
 
@@ -24,26 +25,51 @@ fi
 # required to compile under clang with sanitizers.
 cmake --build "$BUILD" -j"$(nproc)" --target "${FUZZERS[@]}"
 
-status=0
-for fuzzer in "${FUZZERS[@]}"; do
-  seeds="$ROOT/fuzz/corpus/${fuzzer%_fuzz}"
+# One fuzzer per core at a time (each is one process on one core); the report of each is
+# printed when it ends.
+run_one() {
+  local fuzzer=$1
+  local seeds="$ROOT/fuzz/corpus/${fuzzer%_fuzz}"
+  local work
   work=$(mktemp -d)
   if [[ -d "$seeds" ]]; then cp -r "$seeds/." "$work/"; fi
-  artifacts="$BUILD/artifacts/$fuzzer"
+  local artifacts="$BUILD/artifacts/$fuzzer"
   mkdir -p "$artifacts"
-  dict=()
+  local dict=()
   if [[ -f "$ROOT/fuzz/$fuzzer.dict" ]]; then dict=(-dict="$ROOT/fuzz/$fuzzer.dict"); fi
-  echo "fuzz.sh: running $fuzzer for ${SECONDS_PER_FUZZER}s"
-  if ! "$BUILD/fuzz/$fuzzer" "$work" "${dict[@]}" -max_total_time="$SECONDS_PER_FUZZER" -timeout=10 \
-      -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-      -artifact_prefix="$artifacts/" 2>"$artifacts/log.txt"; then
-    echo "fuzz.sh: $fuzzer FAILED; see $artifacts/log.txt and the crash-* files beside it" >&2
-    tail -n 40 "$artifacts/log.txt" >&2
-    status=1
-  else
-    grep -E '^(stat::number_of_executed_units|stat::new_units_added|Done)' "$artifacts/log.txt" \
-      || true
-  fi
+  local rc=0
+  "$BUILD/fuzz/$fuzzer" "$work" "${dict[@]}" -max_total_time="$SECONDS_PER_FUZZER" -timeout=10 \
+    -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+    -artifact_prefix="$artifacts/" 2>"$artifacts/log.txt" || rc=$?
   rm -rf "$work"
+  if ((rc != 0)); then
+    {
+      echo "fuzz.sh: $fuzzer FAILED; see $artifacts/log.txt and the crash-* files beside it"
+      tail -n 40 "$artifacts/log.txt"
+    } >&2
+    return 1
+  fi
+  awk -v f="$fuzzer" -v s="$SECONDS_PER_FUZZER" '
+    /^stat::number_of_executed_units/ { runs = $2 }
+    /^stat::new_units_added/ { added = $2 }
+    END { printf "fuzz.sh: %s: %s runs in %ss, %s new inputs, no crash\n", f, runs, s, added }
+  ' "$artifacts/log.txt"
+}
+
+PARALLEL=${FUZZ_JOBS:-$(nproc)}
+echo "fuzz.sh: ${#FUZZERS[@]} fuzzers, ${SECONDS_PER_FUZZER}s each, $PARALLEL at a time"
+status=0
+running=0
+for fuzzer in "${FUZZERS[@]}"; do
+  if ((running >= PARALLEL)); then
+    wait -n || status=1
+    running=$((running - 1))
+  fi
+  run_one "$fuzzer" &
+  running=$((running + 1))
+done
+while ((running > 0)); do
+  wait -n || status=1
+  running=$((running - 1))
 done
 exit $status

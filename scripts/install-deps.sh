@@ -12,7 +12,8 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   etcd-server etcd-client
   clang libclang-rt-14-dev
-  curl procps python3 busybox-static docker.io
+  curl procps python3 busybox-static docker.io redis-server
+  nginx-light wrk
 )
 
 missing=()
@@ -33,5 +34,9 @@ fi
 # Debian's etcd-server package starts a system etcd on 2379; berth's tests run their own.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
   systemctl stop etcd || true
+fi
+# Debian's nginx package may start a system nginx on port 80; the router benchmark runs its own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
+  systemctl stop nginx || true
 fi
 exit 0

@@ -10,14 +10,18 @@
 #include <filesystem>
 #include <fstream>
 
-#include "agent/dev_placer.h"
+#include "acl/access_control.h"
 #include "agent/local_reconciler.h"
 #include "agent/machine_registry.h"
+#include "agent/route_publisher.h"
 #include "api/api_service.h"
 #include "common/version.h"
 #include "driver/docker_driver.h"
 #include "driver/process_driver.h"
+#include "engine/engine.h"
 #include "jobs/job_registry.h"
+#include "router/router.h"
+#include "secrets/machine_secrets.h"
 
 namespace berth::agent {
 
@@ -84,16 +88,38 @@ Result<std::string> ResolveMachineId(const AgentOptions& o) {
   return id;
 }
 
+// --secrets-dir, or /run/berth/<machine-id>/secrets as root, or else under $XDG_RUNTIME_DIR (on
+// systemd machines a tmpfs of the user's own: an agent that is not root can neither create
+// /run/berth nor mount a tmpfs).
+std::string SecretsRoot(const AgentOptions& o, const std::string& machine_id) {
+  if (!o.secrets_dir.empty()) return o.secrets_dir;
+  const char* runtime_dir = std::getenv("XDG_RUNTIME_DIR");
+  if (geteuid() != 0 && runtime_dir != nullptr && runtime_dir[0] == '/') {
+    return std::string(runtime_dir) + "/berth/" + machine_id + "/secrets";
+  }
+  return "/run/berth/" + machine_id + "/secrets";
+}
+
 }  // namespace
 
 Status ValidateAgentOptions(const AgentOptions& o) {
   BERTH_ASSIGN_OR_RETURN(auto api, ParseHostPort(o.api_address, "--api"));
   if (o.dev && !IsLoopback(api.host)) {
     return InvalidArgument(
-        "--dev serves without authentication and binds to loopback only; "
+        "--dev binds to loopback only (without --acl it serves without authentication); "
         "--api " +
         o.api_address + " is not a loopback address");
   }
+  if (!o.api_tls.cert_file.empty() && o.api_tls.key_file.empty()) {
+    return InvalidArgument("--api-cert " + o.api_tls.cert_file + " needs --api-key");
+  }
+  if (o.api_tls.cert_file.empty() &&
+      (!o.api_tls.key_file.empty() || !o.api_tls.client_ca_file.empty())) {
+    return InvalidArgument(
+        "--api-key and --api-client-ca need --api-cert (the API's TLS "
+        "certificate)");
+  }
+  if (o.acl_max_failures < 0) return InvalidArgument("--acl-max-failures must be 0 or more");
   if (o.dev && !o.store_url.empty() && o.store_url.rfind("etcd://", 0) == 0) {
     return InvalidArgument("--dev runs on the embedded store; drop --store or --dev");
   }
@@ -125,12 +151,15 @@ struct Agent::Impl {
   store::Keys keys;
   std::unique_ptr<jobs::JobRegistry> jobs;
   std::unique_ptr<MachineRegistry> machines;
+  secrets::MachineSecretsPtr machine_secrets;  // also registers the key when the store is back
   std::unique_ptr<api::HttpServer> http;
   std::unique_ptr<driver::ProcessDriver> process_driver;
   std::unique_ptr<driver::DockerDriver> docker_driver;
   std::unique_ptr<runtime::PortAllocator> ports;
   std::unique_ptr<LocalReconciler> reconciler;
-  std::unique_ptr<DevPlacer> placer;
+  std::unique_ptr<engine::Engine> engine;
+  std::unique_ptr<RoutePublisher> routes;
+  std::unique_ptr<router::Router> router;
   bool started = false;
 
   ~Impl() {
@@ -140,8 +169,7 @@ struct Agent::Impl {
 
 namespace {
 
-// The drivers, the port allocator and the local reconciler (plus, in --dev, the placer); they
-// start later, in StartRuntime.
+// The drivers, the port allocator and the local reconciler; they start later, in StartRuntime.
 Status CreateRuntime(Agent::Impl& d) {
   const auto& o = d.opts;
   driver::ProcessDriverOptions po;
@@ -166,20 +194,41 @@ Status CreateRuntime(Agent::Impl& d) {
   ro.on_usage = [raw](int64_t cpu, int64_t memory, int allocs) {
     if (raw->machines) raw->machines->SetUsage({cpu, memory, allocs});
   };
+  // Where routers reach this machine's tasks: the address their ports bind to, else the API's.
+  std::string advertise = o.publish_ip;
+  if (advertise == "0.0.0.0" || advertise == "::") {
+    auto api = ParseHostPort(o.api_address, "--api");
+    advertise = api.ok() && api->host != "0.0.0.0" && api->host != "::" ? api->host : "127.0.0.1";
+  }
+  d.routes = std::make_unique<RoutePublisher>(*d.store, d.keys, advertise, [raw] {
+    return raw->machines ? raw->machines->lease() : store::LeaseId{0};
+  });
+  ro.routes = d.routes.get();
+  // Task secrets: opened with this machine's key (registered as recipient machine:<id>), their
+  // files written to a tmpfs.
+  secrets::MachineSecretsOptions so{o.data_dir, d.machine_id, o.secret_writers_file};
+  BERTH_ASSIGN_OR_RETURN(d.machine_secrets, secrets::SetUpMachineSecrets(*d.store, d.keys, so));
+  ro.secrets = d.machine_secrets;
+  ro.secrets_dir = std::make_shared<SecretsDir>(SecretsDirOptions{SecretsRoot(o, d.machine_id)});
   std::map<spec::DriverKind, driver::Driver*> drivers{
       {spec::DriverKind::kProcess, d.process_driver.get()},
       {spec::DriverKind::kDocker, d.docker_driver.get()}};
   d.reconciler = std::make_unique<LocalReconciler>(*d.store, d.keys, drivers, *d.ports,
                                                    SystemClock::Shared(), ro);
-  if (o.dev) {
-    d.placer = std::make_unique<DevPlacer>(*d.store, d.keys, d.machine_id, SystemClock::Shared());
-  }
   return Status::Ok();
 }
 
+// The local reconciler, and this agent's bid to run the cluster engine (every agent campaigns;
+// one leads). After the machine registry: the engine publishes the API address.
 void StartRuntime(Agent::Impl& d) {
   d.reconciler->Start();
-  if (d.placer) d.placer->Start();
+  engine::Engine::Options eo;
+  eo.machine_id = d.machine_id;
+  eo.address = d.machines->info().api_address;
+  eo.leader_ttl = d.opts.engine_ttl;
+  eo.startup_grace = d.opts.machine_ttl + std::chrono::seconds(2);
+  d.engine = std::make_unique<engine::Engine>(*d.store, d.keys, SystemClock::Shared(), eo);
+  d.engine->Start();
 }
 
 }  // namespace
@@ -224,6 +273,7 @@ Status Agent::Start() {
   http_opts.address = api_addr.host;
   http_opts.port = api_addr.port;
   http_opts.max_body_bytes = o.max_body_bytes;
+  http_opts.tls = o.api_tls;
   d.http = std::make_unique<api::HttpServer>(http_opts);
 
   MachineInfo info = MachineInfo::FromSystem();
@@ -246,6 +296,11 @@ Status Agent::Start() {
                           {"version", Version()}};
   };
   ctx.machine_id = d.machine_id;
+  ctx.api_scheme = o.api_tls.enabled() ? "https" : "http";
+  acl::AccessControl::Options access;
+  access.enforce = !o.dev || o.acl;
+  access.limits.max_failures = o.acl_max_failures;
+  ctx.access = std::make_shared<acl::AccessControl>(*d.store, d.keys, access);
   ctx.alloc_logs = [raw](const std::string& alloc, const std::string& task, bool follow,
                          int64_t tail_lines, bool want_stdout, bool want_stderr,
                          const std::function<bool(std::string_view)>& sink) -> Status {
@@ -265,6 +320,10 @@ Status Agent::Start() {
   // Scripts and tests that bind port 0 read the chosen address from here.
   std::ofstream(fs::path(o.data_dir) / "api.addr") << info.api_address << "\n";
   d.machines = std::make_unique<MachineRegistry>(*d.store, d.keys, info, o.machine_ttl);
+  if (d.machine_secrets) {
+    // A store that was away at start: the recipient record is written once it is back.
+    d.machines->OnRegistered([ms = d.machine_secrets] { ms->Register().IgnoreError(); });
+  }
   Status reg = d.machines->Start();
   if (!reg.ok()) {
     // The agent keeps serving (and retrying) while the store is away.
@@ -273,6 +332,20 @@ Status Agent::Start() {
   }
   // After the registry exists: the reconciler reports usage to it.
   StartRuntime(d);
+  if (!o.router_listen.empty()) {
+    router::RouterOptions ro;
+    ro.key_prefix = o.key_prefix;
+    ro.listen = o.router_listen;
+    ro.threads = o.router_threads;
+    d.router = std::make_unique<router::Router>(ro, *d.store);
+    Status rs = d.router->Start();
+    if (!rs.ok()) {
+      d.started = true;
+      Stop();
+      return rs.Annotate("router");
+    }
+    spdlog::info("router listening on {}", o.router_listen);
+  }
   d.started = true;
   return Status::Ok();
 }
@@ -281,10 +354,11 @@ void Agent::Stop() {
   auto& d = *impl_;
   if (!d.started) return;
   d.started = false;
+  if (d.router) d.router->Stop();  // graceful: in-flight requests finish
   if (d.http) d.http->Stop();
-  if (d.placer) d.placer->Stop();
+  if (d.engine) d.engine->Stop();          // resigns: another agent leads at once
   if (d.reconciler) d.reconciler->Stop();  // tasks keep running
-  if (d.machines) d.machines->Stop();
+  if (d.machines) d.machines->Stop(/*revoke=*/false);
 }
 
 uint16_t Agent::api_port() const {
@@ -319,14 +393,29 @@ int RunAgent(AgentOptions options, const std::string& version) {
     return 1;
   }
   auto& d = *(*agent)->impl_;
-  spdlog::info("berth agent {} up: machine {}, store {}, API http://{}", version, d.machine_id,
-               d.store->Describe(), d.machines->info().api_address);
-  if (dev) {
-    spdlog::warn("dev mode: embedded store in {}, API on loopback only, no authentication",
-                 d.opts.data_dir);
+  const bool tls = d.opts.api_tls.enabled();
+  spdlog::info("berth agent {} up: machine {}, store {}, API {}://{}{}", version, d.machine_id,
+               d.store->Describe(), tls ? "https" : "http", d.machines->info().api_address,
+               d.opts.api_tls.client_ca_file.empty() ? "" : " (client certificates required)");
+  if (dev && !d.opts.acl) {
+    spdlog::warn(
+        "dev mode: embedded store in {}, API on loopback only, no authentication (every "
+        "request may do anything; --acl requires tokens)",
+        d.opts.data_dir);
   } else {
-    spdlog::warn("the API has no access control yet: expose {} only to a trusted network",
-                 d.machines->info().api_address);
+    auto boot = acl::TokenStore(*d.store, d.keys, SystemClock::Shared()).Bootstrapped();
+    spdlog::info("API access control on: every request but /v1/health needs a token{}",
+                 dev ? " (--dev --acl)" : "");
+    if (boot.ok() && !*boot) {
+      spdlog::warn(
+          "ACL not bootstrapped yet: run `berth acl bootstrap` for the first admin "
+          "token");
+    }
+    if (!tls && !dev) {
+      spdlog::warn(
+          "the API is plain HTTP: tokens cross the network in the clear; serve it "
+          "with --api-cert/--api-key beyond a trusted network");
+    }
   }
   int sig = 0;
   sigwait(&set, &sig);

@@ -1,7 +1,9 @@
 // Agent: the `berth agent` daemon on one machine. It opens the store, registers the machine
 // under a lease, runs the allocations assigned to the machine through its drivers (the local
-// reconciler), places jobs on itself in --dev (DevPlacer, until the cluster engine exists), and
-// serves the HTTP API. Stopping the agent leaves tasks running; the next agent re-adopts them.
+// reconciler), campaigns to run the cluster engine (one agent leads and places every job; in
+// --dev that is this agent on its own machine), and serves the HTTP API. Stopping the agent
+// leaves tasks running and the machine record in place until its lease runs out, so an agent
+// restarted within the TTL loses nothing; the next agent re-adopts the tasks.
 // Thread-safety: Start/Stop/Wait from the thread that owns the Agent.
 #pragma once
 
@@ -17,7 +19,13 @@
 namespace berth::agent {
 
 struct AgentOptions {
-  bool dev = false;       // embedded store, loopback only, everything in one process
+  bool dev = false;  // embedded store, loopback only, everything in one process
+  // API tokens: always required outside --dev; with --dev only when `acl` is set.
+  bool acl = false;
+  // 401s from one address within 10 s before it gets 429 (0 = no limit).
+  int acl_max_failures = 10;
+  // HTTPS for the API (--api-cert, --api-key, --api-client-ca); plain HTTP when empty.
+  api::TlsFiles api_tls;
   std::string store_url;  // etcd://h:p,...  embedded:DIR  memory:   ("" = embedded in data_dir)
   store::StoreTls store_tls;
   std::string data_dir;  // default: /var/lib/berth, or ./.berth-dev with --dev
@@ -25,7 +33,10 @@ struct AgentOptions {
   std::string machine_id;  // default: persisted in data_dir, else /etc/machine-id, else hostname
   std::map<std::string, std::string> meta;
   std::string key_prefix = "/berth/";
-  std::chrono::seconds machine_ttl{10};
+  // A dead machine's work moves elsewhere about machine_ttl after its death; a dead engine
+  // leader is replaced within engine_ttl.
+  std::chrono::seconds machine_ttl{3};
+  std::chrono::seconds engine_ttl{3};
   size_t max_body_bytes = 1 << 20;
   // Where tasks' host ports are bound ("" = 127.0.0.1 with --dev, else 0.0.0.0), and the range
   // dynamic host ports come from.
@@ -36,6 +47,16 @@ struct AgentOptions {
   // How often each allocation's tasks are inspected (exits are also noticed at once when the
   // driver reports them).
   std::chrono::milliseconds task_poll_interval{1000};
+  // Also run the HTTP router (router/router.h) on this address ("" = no router).
+  std::string router_listen;
+  int router_threads = 0;  // 0: one per core
+  // Task secret files live here, on tmpfs ("" = /run/berth/<machine-id>/secrets, or
+  // $XDG_RUNTIME_DIR/berth/<machine-id>/secrets when not root); a tmpfs is mounted there when
+  // it is on a real disk and the agent runs as root.
+  std::string secrets_dir;
+  // Only values signed by a key listed here (one public key per line) are opened ("" = the
+  // writers registered in the store).
+  std::string secret_writers_file;
 };
 
 // Checks flags that do not depend on the machine: addresses parse, --dev binds to loopback, ...

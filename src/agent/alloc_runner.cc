@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <string.h>
+
 #include <algorithm>
 #include <filesystem>
 
@@ -76,6 +78,9 @@ struct AllocRunner::TaskRun {
   milliseconds unavailable_backoff = kMinUnavailableBackoff;
   bool looked_for_existing = false;
   bool waiting_for_driver = false;  // the last start found the driver unreachable
+  bool waiting_for_secret = false;  // the last start could not open a secret
+  milliseconds secret_backoff{0};   // the wait before the next try after a secret failure
+  std::string secret_error;         // the last secret failure, to add an event only on change
   bool final = false;               // failed, complete or stopped: nothing more to do
 };
 
@@ -197,7 +202,10 @@ void AllocRunner::Loop() {
       TimePoint now = deps_.clock->Now();
       if (!t.handle) {
         // A wake-up (the driver answers again) cuts an unreachable-driver back-off short.
-        if (now >= t.next_start || (woke && t.waiting_for_driver)) TryStart(t);
+        // So does one for a task waiting for a secret (it may have been set just now).
+        if (now >= t.next_start || (woke && (t.waiting_for_driver || t.waiting_for_secret))) {
+          TryStart(t);
+        }
       } else {
         if (woke || now >= t.next_poll) Observe(t);
         if (t.handle && t.health && t.health->Due()) CheckHealth(t);
@@ -231,6 +239,7 @@ void AllocRunner::Loop() {
       std::error_code ec;
       std::filesystem::remove_all(std::filesystem::path(deps_.alloc_root) / alloc_.id, ec);
     }
+    if (all_stopped && deps_.secrets_dir) deps_.secrets_dir->RemoveAlloc(alloc_.id);
     Publish();
   }
   done_ = true;
@@ -292,6 +301,7 @@ void AllocRunner::Prepare(TaskRun& t) {
     case RunState::kFailed:
     case RunState::kComplete:
       t.final = true;  // the restart policy already decided; do not run it again
+      RemoveSecrets(t);
       return;
     case RunState::kRunning:
       // It ran when the last agent stopped. Ask its driver again: an engine that cannot be
@@ -379,6 +389,13 @@ driver::StartRequest AllocRunner::BuildRequest(const TaskRun& t) const {
       {"BERTH_MACHINE_ID", deps_.machine_id},
       {"BERTH_JOB_VERSION", std::to_string(alloc_.job_version)}};
   if (!docker) vars["BERTH_TASK_DIR"] = r.task_dir;
+  bool file_secrets = std::any_of(task.secrets.begin(), task.secrets.end(),
+                                  [](const spec::SecretRef& s) { return !s.file.empty(); });
+  if (file_secrets) {
+    vars["BERTH_SECRETS_DIR"] =
+        docker ? std::string(spec::kContainerSecretsDir)
+               : (deps_.secrets_dir ? deps_.secrets_dir->TaskDir(alloc_.id, task.name) : "");
+  }
   for (const auto& p : task.ports) {
     auto it = t.report.ports.find(p.name);
     int host = it == t.report.ports.end() ? 0 : it->second;
@@ -437,13 +454,32 @@ void AllocRunner::TryStart(TaskRun& t) {
     if (!got.ok()) return start_failed(got.status());
     for (size_t i = 0; i < missing.size(); ++i) t.report.ports[missing[i].name] = (*got)[i];
   }
+  driver::StartRequest request = BuildRequest(t);
+  // Wipes the plaintext of env secrets in the request once the driver has it (the driver wipes
+  // its own copies; files are written and their buffers wiped by the SecretsDir).
+  struct EnvWiper {
+    driver::StartRequest& r;
+    ~EnvWiper() {
+      for (auto& [name, value] : r.secret_env) explicit_bzero(value.data(), value.size());
+    }
+  } wiper{request};
+  if (!t.spec->secrets.empty()) {
+    Status opened = OpenSecrets(t, &request);
+    if (!opened.ok()) return SecretFailed(t, opened);
+  }
   RemoveDead(t);  // the exited run's container would hold the name
   if (deps_.start_gate) deps_.start_gate->acquire();
-  auto handle = t.driver->Start(BuildRequest(t));
+  auto handle = t.driver->Start(request);
   if (deps_.start_gate) deps_.start_gate->release();
-  if (!handle.ok()) return start_failed(handle.status());
+  if (!handle.ok()) {
+    RemoveSecrets(t);
+    return start_failed(handle.status());
+  }
   t.unavailable_backoff = kMinUnavailableBackoff;
   t.waiting_for_driver = false;
+  t.waiting_for_secret = false;
+  t.secret_backoff = milliseconds(0);
+  t.secret_error.clear();
   SetHandle(t, *handle);
   t.report.state = RunState::kRunning;
   t.report.pid = PidOf(*handle);
@@ -453,6 +489,75 @@ void AllocRunner::TryStart(TaskRun& t) {
   t.next_poll = now + deps_.poll_interval;
   StartHealth(t);
   Event(&t, "started", handle->id);
+}
+
+Status AllocRunner::OpenSecrets(const TaskRun& t, driver::StartRequest* r) {
+  const spec::Task& task = *t.spec;
+  // The source's messages name the path ("secret db/password: not found"); say it otherwise.
+  auto named = [](const spec::SecretRef& ref, const Status& st) {
+    if (st.message().find(ref.path) != std::string::npos) return st;
+    return Status(st.code(), "secret " + ref.path + ": " + st.message());
+  };
+  std::vector<SecretFile> files;
+  bool wants_files = false;
+  for (const auto& ref : task.secrets) wants_files |= !ref.file.empty();
+  if (wants_files) {
+    if (!deps_.secrets_dir) {
+      return FailedPrecondition("this agent has no secrets directory for the task's secret files");
+    }
+    // A machine problem, not a secret's: said first, and whatever the secrets' state.
+    BERTH_RETURN_IF_ERROR(deps_.secrets_dir->Ready());
+  }
+  for (const auto& ref : task.secrets) {
+    if (!deps_.secrets) {
+      return named(ref, FailedPrecondition("this agent cannot open secrets (no secret source)"));
+    }
+    auto value = deps_.secrets->Open(ref.path);
+    if (!value.ok()) return named(ref, value.status());
+    if (!ref.file.empty()) {
+      files.push_back({ref.file, ref.mode, std::move(*value), ref.uid, ref.gid});
+      continue;
+    }
+    if (value->view().find('\0') != std::string_view::npos) {
+      return named(ref, InvalidArgument("the value holds a NUL byte, which an environment "
+                                        "variable cannot (use a file target)"));
+    }
+    std::string& slot = r->secret_env[ref.env];
+    explicit_bzero(slot.data(), slot.size());
+    slot.assign(value->view());
+  }
+  if (!files.empty()) {
+    auto dir = deps_.secrets_dir->Write(alloc_.id, task.name, files);
+    if (!dir.ok()) return dir.status();
+    r->secrets_dir = *dir;
+  }
+  return Status::Ok();
+}
+
+void AllocRunner::SecretFailed(TaskRun& t, const Status& st) {
+  TimePoint now = deps_.clock->Now();
+  // The restart policy's back-off, but no attempt is used: the task never ran, and it should
+  // start as soon as its secret can be opened, however long that takes.
+  const spec::RestartPolicy& policy = group_->restart;
+  milliseconds floor = std::max(policy.delay, milliseconds(100));
+  milliseconds cap = std::max(policy.max_delay, floor);
+  t.secret_backoff = t.secret_backoff.count() == 0 ? floor : std::min(t.secret_backoff * 2, cap);
+  t.waiting_for_secret = true;
+  t.next_start = now + t.secret_backoff;
+  t.report.message = st.message() + "; not started, trying again in " +
+                     Seconds(std::chrono::duration_cast<Duration>(t.secret_backoff));
+  dirty_ = true;
+  if (st.message() != t.secret_error) {
+    t.secret_error = st.message();
+    Event(&t, "secret-error", st.message());
+  }
+}
+
+void AllocRunner::RemoveSecrets(const TaskRun& t) {
+  if (!deps_.secrets_dir) return;
+  bool files = std::any_of(t.spec->secrets.begin(), t.spec->secrets.end(),
+                           [](const spec::SecretRef& s) { return !s.file.empty(); });
+  if (files) deps_.secrets_dir->RemoveTask(alloc_.id, t.spec->name);
 }
 
 void AllocRunner::Observe(TaskRun& t) {
@@ -508,6 +613,7 @@ void AllocRunner::OnExit(TaskRun& t, int exit_code, bool oom, const std::string&
     t.dead = t.handle;  // kept, with its logs, until the next start
     t.handle.reset();
   }
+  RemoveSecrets(t);  // the run is over; the next start writes them afresh
   t.probe.reset();
   t.health.reset();
   if (t.spec->health) t.report.health = "unknown";
@@ -578,6 +684,7 @@ void AllocRunner::StopTask(TaskRun& t) {
     std::lock_guard lock(mu_);
     handles_.erase(t.spec->name);
   }
+  RemoveSecrets(t);
   t.report.state = RunState::kStopped;
   t.report.pid = 0;
   t.report.finished_at_ms = deps_.clock->WallMillis();

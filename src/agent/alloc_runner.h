@@ -17,13 +17,24 @@
 // publishes "stopped". Detach() ends the thread and leaves the tasks running: that is what an
 // agent that is shutting down does, so the next agent re-adopts them.
 //
+// Secrets (docs/allocations.md#secrets): before every start of a task that lists secrets, the
+// runner opens each through the SecretSource, writes the file targets into the task's directory
+// on the SecretsDir (tmpfs) and hands env targets to the driver. A secret that cannot be opened,
+// or a secrets dir that is not on tmpfs, keeps the task from starting: its status names the
+// path and why (never the value), and the start is tried again with the restart policy's
+// back-off (delay doubling up to max_delay, at least 100 ms) without using up attempts, or at
+// once when Wake()d (the reconciler wakes the runner when a secret it uses changes). The task's
+// directory goes when its run ends and when the allocation stops; Detach leaves it (the task
+// keeps running).
+//
 // Host ports are taken from the PortAllocator at the first start and kept for the life of the
 // runner, so restarts keep the same ports (and routes). Tasks see, besides their own env,
 // BERTH_ALLOC_ID, BERTH_ALLOC_INDEX, BERTH_JOB, BERTH_GROUP, BERTH_TASK, BERTH_MACHINE_ID,
-// BERTH_TASK_DIR (process driver), and per port BERTH_PORT_<name> (the port the task listens on:
-// the container port for docker) and BERTH_HOST_PORT_<name>; ${NAME} in command, args and env
-// values is replaced by those variables (unknown names are left as written).
-// Thread-safety: every public method may be called from any thread.
+// BERTH_TASK_DIR (process driver), BERTH_SECRETS_DIR (tasks with file secrets), and per port
+// BERTH_PORT_<name> (the port the task listens on: the container port for docker) and
+// BERTH_HOST_PORT_<name>; ${NAME} in command, args and env values is replaced by those variables
+// (unknown names are left as written). Thread-safety: every public method may be called from any
+// thread.
 #pragma once
 
 #include <atomic>
@@ -39,10 +50,12 @@
 #include <thread>
 #include <vector>
 
+#include "agent/secrets_dir.h"
 #include "common/clock.h"
 #include "driver/driver.h"
 #include "runtime/alloc.h"
 #include "runtime/port_allocator.h"
+#include "secrets/secret_source.h"
 
 namespace berth::agent {
 
@@ -68,6 +81,10 @@ struct RunnerDeps {
   std::function<Result<std::optional<driver::TaskHandle>>(
       const std::string& alloc_id, const std::string& task, spec::DriverKind driver)>
       find_existing;
+  // Opens the secrets tasks list (nullptr: such tasks wait with a clear status).
+  secrets::SecretSourcePtr secrets;
+  // Where file secrets are written (nullptr: tasks with file secrets wait with a clear status).
+  std::shared_ptr<SecretsDir> secrets_dir;
 };
 
 class AllocRunner {
@@ -113,6 +130,12 @@ class AllocRunner {
   // (Re)creates the task's health probe and tracker for a new or re-adopted run.
   void StartHealth(TaskRun& t);
   driver::StartRequest BuildRequest(const TaskRun& t) const;
+  // Opens the task's secrets into `r` (files written, env values set); the error names the
+  // secret's path and why.
+  Status OpenSecrets(const TaskRun& t, driver::StartRequest* r);
+  // A start held back by a secret: the status says why; tried again after a back-off.
+  void SecretFailed(TaskRun& t, const Status& st);
+  void RemoveSecrets(const TaskRun& t);
   void Event(TaskRun* t, std::string type, std::string message);
   void Publish();
   TimePoint NextDeadline() const;

@@ -1,5 +1,7 @@
 #include "agent/local_reconciler.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 namespace berth::agent {
@@ -52,11 +54,35 @@ void LocalReconciler::Start() {
   watcher_ = std::make_unique<store::PrefixWatcher>(
       store_, keys_.MachineAllocs(options_.machine_id), std::move(cb));
   watcher_->Start();
+  if (options_.secrets) {
+    store::PrefixWatcher::Callbacks scb;
+    // A listing (the first, or after the store came back) may hold values set meanwhile.
+    scb.on_list = [this](const store::RangeResult& listing) {
+      std::set<std::string> keys;
+      for (const auto& kv : listing.kvs) keys.insert(kv.key);
+      OnSecretsChanged(keys);
+    };
+    scb.on_events = [this](const std::vector<store::Event>& events) {
+      std::set<std::string> keys;
+      for (const auto& e : events) {
+        if (e.type == store::Event::Type::kPut) keys.insert(e.kv.key);
+      }
+      OnSecretsChanged(keys);
+    };
+    scb.on_error = [this](const Status& st) {
+      spdlog::debug("machine {}: watching secrets: {} (retrying)", options_.machine_id,
+                    st.message());
+    };
+    secrets_watcher_ =
+        std::make_unique<store::PrefixWatcher>(store_, keys_.Secrets(), std::move(scb));
+    secrets_watcher_->Start();
+  }
   janitor_ = std::thread([this] { JanitorLoop(); });
 }
 
 void LocalReconciler::Stop() {
   if (watcher_) watcher_->Stop();
+  if (secrets_watcher_) secrets_watcher_->Stop();
   for (const auto& [kind, d] : drivers_) {
     if (d != nullptr) d->SetExitCallback(nullptr);
   }
@@ -93,7 +119,7 @@ void LocalReconciler::ListDrivers() {
   }
 }
 
-RunnerDeps LocalReconciler::Deps() {
+RunnerDeps LocalReconciler::Deps(const Allocation& alloc) {
   RunnerDeps deps;
   deps.drivers = drivers_;
   deps.ports = &ports_;
@@ -103,12 +129,25 @@ RunnerDeps LocalReconciler::Deps() {
   deps.check_host = options_.check_host;
   deps.poll_interval = options_.poll_interval;
   deps.start_gate = start_gate_;
-  deps.publish = [this](const AllocStatus& s) -> Status {
+  deps.secrets = options_.secrets;
+  deps.secrets_dir = options_.secrets_dir;
+  RoutePublisher* routes = options_.routes;
+  std::shared_ptr<const Allocation> routed;
+  const spec::Group* group = alloc.FindGroup();
+  bool has_route = group != nullptr && std::any_of(group->tasks.begin(), group->tasks.end(),
+                                                   [](const spec::Task& t) { return t.route; });
+  if (routes != nullptr && has_route) routed = std::make_shared<const Allocation>(alloc);
+  deps.publish = [this, routes, routed](const AllocStatus& s) -> Status {
     auto put = store_.Put(keys_.AllocStatus(s.id), s.ToJson().dump());
-    return put.ok() ? Status::Ok() : put.status();
+    if (!put.ok()) return put.status();
+    if (routed) {
+      Status st = routes->Sync(*routed, s);
+      if (!st.ok()) spdlog::warn("alloc {}: routes: {}", s.id, st.message());
+    }
+    return Status::Ok();
   };
-  deps.find_existing = [this](const std::string& alloc, const std::string& task,
-                              spec::DriverKind kind) { return FindExisting(alloc, task, kind); };
+  deps.find_existing = [this](const std::string& alloc_id, const std::string& task,
+                              spec::DriverKind kind) { return FindExisting(alloc_id, task, kind); };
   return deps;
 }
 
@@ -195,12 +234,14 @@ void LocalReconciler::Want(const store::KeyValue& kv) {
     adoptable_.erase(it);
   }
   auto runner =
-      std::make_unique<AllocRunner>(std::move(*alloc), Deps(), std::move(adopted), previous);
+      std::make_unique<AllocRunner>(std::move(*alloc), Deps(*alloc), std::move(adopted), previous);
   runner->Start();
   runners_[id] = std::move(runner);
 }
 
 void LocalReconciler::Unwant(const std::string& id) {
+  // Routes go first, so the router stops sending requests before the tasks stop.
+  if (options_.routes != nullptr) options_.routes->Close(id);
   std::lock_guard lock(mu_);
   auto it = runners_.find(id);
   if (it == runners_.end()) return;
@@ -263,8 +304,10 @@ void LocalReconciler::JanitorLoop() {
         sweep = !swept_statuses;
       }
     }
+    if (options_.routes != nullptr && ticks % 5 == 0) options_.routes->Refresh();
     for (auto& r : finished) {
       r->Join();
+      if (options_.routes != nullptr) options_.routes->Forget(r->id());
       // Its tasks are stopped: the status goes with the allocation.
       auto del = store_.Delete(keys_.AllocStatus(r->id()));
       if (!del.ok()) {
@@ -281,6 +324,22 @@ void LocalReconciler::JanitorLoop() {
         if (!st.ok() && st.code() != Code::kNotFound) {
           spdlog::warn("stopping orphan {} {}: {}", h.driver, h.id, st.message());
         }
+      }
+    }
+    if (sweep && options_.secrets_dir) {
+      // Secret files of allocations this machine no longer runs (an agent died before it
+      // removed them): plaintext must not outlive its task.
+      // Under mu_, so no runner is made meanwhile whose fresh directory this would take away.
+      std::vector<std::string> removed;
+      {
+        std::lock_guard lock(mu_);
+        std::set<std::string> keep;
+        for (const auto& [id, r] : runners_) keep.insert(id);
+        for (const auto& r : stopping_runners_) keep.insert(r->id());
+        removed = options_.secrets_dir->RemoveAllExcept(keep);
+      }
+      for (const auto& id : removed) {
+        spdlog::info("secrets: removed the files of allocation {} (not on this machine)", id);
       }
     }
     if (sweep) {
@@ -336,6 +395,20 @@ Status LocalReconciler::ListUnlisted(spec::DriverKind kind) {
     adoptable_[h.alloc_id].push_back(std::move(h));
   }
   return Status::Ok();
+}
+
+void LocalReconciler::OnSecretsChanged(const std::set<std::string>& keys) {
+  if (keys.empty()) return;
+  std::lock_guard lock(mu_);
+  for (const auto& [id, r] : runners_) {
+    const spec::Group* g = r->alloc().FindGroup();
+    if (g == nullptr) continue;
+    bool uses = false;
+    for (const auto& t : g->tasks) {
+      for (const auto& ref : t.secrets) uses |= keys.count(keys_.Secret(ref.path)) > 0;
+    }
+    if (uses) r->Wake();
+  }
 }
 
 void LocalReconciler::OnDriverExit(const std::string& alloc_id) {

@@ -11,6 +11,12 @@
 // could not be listed at Start (engine down) is asked again before each first start of one of
 // its tasks, until it answers.
 //
+// Secrets: runners open their tasks' secrets through `secrets` and write file targets to
+// `secrets_dir` (alloc_runner.h). Once the first listing succeeded, the secret directories of
+// allocations this machine no longer has (left by an agent that died) are removed. A watch on
+// secrets/ wakes the runners whose tasks use a secret that was just set, so a task waiting for
+// it starts without waiting out its back-off.
+//
 // Stop() detaches the runners: tasks keep running for the next agent to re-adopt.
 // Thread-safety: every public method may be called from any thread.
 #pragma once
@@ -27,6 +33,7 @@
 #include <vector>
 
 #include "agent/alloc_runner.h"
+#include "agent/route_publisher.h"
 #include "common/clock.h"
 #include "driver/driver.h"
 #include "runtime/alloc.h"
@@ -48,6 +55,12 @@ class LocalReconciler {
     // Called (from the watcher thread) with the resources the allocations here reserve, each
     // time the set of allocations changes.
     std::function<void(int64_t cpu, int64_t memory_bytes, int allocs)> on_usage;
+    // Keeps the routes of routed tasks in the store (optional).
+    RoutePublisher* routes = nullptr;
+    // Opens task secrets, and where their files go (optional: without them, tasks that list
+    // secrets wait with a clear status).
+    secrets::SecretSourcePtr secrets;
+    std::shared_ptr<SecretsDir> secrets_dir;
   };
 
   LocalReconciler(store::Store& store, store::Keys keys,
@@ -78,10 +91,12 @@ class LocalReconciler {
   // adoptable and the runners they belong to are woken. kUnavailable while it cannot be.
   Status ListUnlisted(spec::DriverKind kind);
   void JanitorLoop();
-  RunnerDeps Deps();
+  RunnerDeps Deps(const runtime::Allocation& alloc);
   void OnDriverExit(const std::string& alloc_id);
   void ReportUsage();
   void RelistDrivers();
+  // Wakes the runners with a task that uses a secret stored at one of `keys`.
+  void OnSecretsChanged(const std::set<std::string>& keys);
 
   store::Store& store_;
   const store::Keys keys_;
@@ -90,6 +105,7 @@ class LocalReconciler {
   const ClockPtr clock_;
   const Options options_;
   std::unique_ptr<store::PrefixWatcher> watcher_;
+  std::unique_ptr<store::PrefixWatcher> secrets_watcher_;
   std::shared_ptr<std::counting_semaphore<>> start_gate_;
 
   mutable std::mutex mu_;

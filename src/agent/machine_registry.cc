@@ -32,7 +32,7 @@ MachineRegistry::MachineRegistry(store::Store& store, store::Keys keys, MachineI
     : store_(store), keys_(std::move(keys)), info_(std::move(info)), ttl_(ttl) {}
 
 MachineRegistry::~MachineRegistry() {
-  Stop();
+  Stop(/*revoke=*/false);
 }
 
 Status MachineRegistry::Register() {
@@ -44,6 +44,7 @@ Status MachineRegistry::Register() {
   }
   lease_ = lease;
   spdlog::info("machine {} registered (lease {:x}, ttl {}s)", info_.id, lease, ttl_.count());
+  if (on_registered_) on_registered_();
   return Status::Ok();
 }
 
@@ -82,6 +83,7 @@ Status MachineRegistry::Start() {
 void MachineRegistry::Loop() {
   auto interval = std::max(std::chrono::milliseconds(ttl_) / 3, std::chrono::milliseconds(200));
   bool warned = false;
+  auto last_keepalive = std::chrono::steady_clock::now();
   std::unique_lock lock(mu_);
   while (!stop_) {
     // Retry sooner while unregistered.
@@ -98,11 +100,16 @@ void MachineRegistry::Loop() {
       if (!st.ok()) {
         std::lock_guard relock(mu_);
         usage_dirty_ = true;  // written again with the next keep-alive
+      } else if (std::chrono::steady_clock::now() - last_keepalive >= interval) {
+        // A put does not refresh the lease: usage changing all the time must not starve it.
+        auto ka = store_.KeepAlive(lease_);
+        if (ka.ok()) last_keepalive = std::chrono::steady_clock::now();
       }
     } else if (lease_ == 0) {
       st = Register();
     } else {
       auto ka = store_.KeepAlive(lease_);
+      if (ka.ok()) last_keepalive = std::chrono::steady_clock::now();
       if (!ka.ok() && ka.status().code() == Code::kNotFound) {
         spdlog::warn("machine {}: lease ended, registering again", info_.id);
         lease_ = 0;
@@ -122,7 +129,7 @@ void MachineRegistry::Loop() {
   }
 }
 
-void MachineRegistry::Stop() {
+void MachineRegistry::Stop(bool revoke) {
   {
     std::lock_guard lock(mu_);
     if (stop_) return;
@@ -130,9 +137,8 @@ void MachineRegistry::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-  if (store::LeaseId lease = lease_.exchange(0); lease != 0) {
-    store_.RevokeLease(lease).IgnoreError();
-  }
+  store::LeaseId lease = lease_.exchange(0);
+  if (revoke && lease != 0) store_.RevokeLease(lease).IgnoreError();
 }
 
 }  // namespace berth::agent

@@ -3,13 +3,15 @@
 //
 // A background thread sends keep-alives every TTL/3. If the store is unreachable the agent
 // keeps running and keeps trying; if the lease has ended meanwhile (the store expired it, or
-// restarted) the machine registers again under a fresh lease. Stop() revokes the lease so a
-// cleanly stopped machine disappears at once.
+// restarted) the machine registers again under a fresh lease. Stop(true) revokes the lease so
+// the machine disappears at once; the agent stops with Stop(false): its tasks keep running, so
+// the machine stays until the lease runs out (an agent restarted within the TTL keeps it).
 // Thread-safety: Start/Stop from one thread; lease(), SetUsage() and Record() from any thread.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -55,7 +57,10 @@ class MachineRegistry {
   // Tries one registration now (its error is returned, e.g. the store is down) and starts the
   // keep-alive thread either way, which retries until it succeeds.
   Status Start();
-  void Stop();
+  void Stop(bool revoke);
+  // Called (on the registering thread) after every registration under a new lease: what else
+  // the machine announces when the store is back (its secrets recipient key). Before Start.
+  void OnRegistered(std::function<void()> callback) { on_registered_ = std::move(callback); }
   store::LeaseId lease() const { return lease_.load(); }
   const MachineInfo& info() const { return info_; }
   // Updates the record's used/free resources (written by the keep-alive thread, soon).
@@ -73,7 +78,8 @@ class MachineRegistry {
   MachineInfo info_;
   std::chrono::seconds ttl_;
   std::atomic<store::LeaseId> lease_{0};
-  mutable std::mutex mu_;  // guards stop_, usage_, usage_dirty_
+  std::function<void()> on_registered_;  // set before Start, then only read
+  mutable std::mutex mu_;                // guards stop_, usage_, usage_dirty_
   std::condition_variable cv_;
   bool stop_ = false;
   MachineUsage usage_;

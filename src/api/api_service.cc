@@ -13,6 +13,11 @@
 #include <set>
 #include <tuple>
 
+#include "api/acl_api.h"
+#include "api/request_body.h"
+#include "api/secret_api.h"
+#include "engine/records.h"
+#include "router/route_table.h"
 #include "runtime/alloc.h"
 #include "spec/job_json.h"
 #include "spec/job_parser.h"
@@ -23,17 +28,14 @@ using nlohmann::json;
 
 namespace {
 
-HttpResponse Json(const json& body, int status = 200) {
-  HttpResponse r;
-  r.status = status;
-  r.body = body.dump();
-  return r;
-}
-
 // Parses a stored JSON value; a value that is not JSON is shown as a string.
 json ParseStored(const std::string& value) {
   json j = json::parse(value, nullptr, false);
   return j.is_discarded() ? json(value) : j;
+}
+
+std::string_view AfterPrefix(std::string_view key, std::string_view prefix) {
+  return key.substr(std::min(prefix.size(), key.size()));
 }
 
 json JobSummary(const jobs::JobRecord& r) {
@@ -68,26 +70,219 @@ HttpResponse Health(const ApiContext& ctx) {
   return Json(body);
 }
 
-HttpResponse ListMachines(const ApiContext& ctx) {
-  auto range = ctx.store->Range(ctx.keys.Machines());
-  if (!range.ok()) return ErrorResponse(range.status().Annotate("list machines"));
-  json out = json::array();
-  for (const auto& kv : range->kvs) {
-    json m = ParseStored(kv.value);
-    if (m.is_object()) m["status"] = "ready";  // a record exists only while its lease lives
-    out.push_back(std::move(m));
+// The engine leader, or nullopt when no agent holds the engine lease.
+Result<std::optional<engine::LeaderRecord>> ReadLeader(const ApiContext& ctx) {
+  const std::string key = ctx.keys.EngineLeader();
+  auto kv = ctx.store->Get(key);
+  if (!kv.ok()) return kv.status().Annotate("get engine leader");
+  if (!*kv) return std::optional<engine::LeaderRecord>();
+  auto rec = engine::LeaderRecord::FromJson(json::parse((*kv)->value, nullptr, false));
+  if (!rec.ok())
+    return Internal(fmt::format("corrupt record at {}: {}", key, rec.status().message()));
+  return std::optional<engine::LeaderRecord>(std::move(*rec));
+}
+
+// An admin record's settings; an unreadable one counts as the defaults (and says so in the log),
+// so that a PUT can still overwrite it.
+engine::MachineAdmin ParseAdmin(const store::KeyValue& kv) {
+  auto a = engine::MachineAdmin::FromJson(json::parse(kv.value, nullptr, false));
+  if (a.ok()) return *a;
+  spdlog::warn("api: unreadable machine admin record {} ({}): taken as the defaults", kv.key,
+               a.status().message());
+  return engine::MachineAdmin{};
+}
+
+// What the API shows of one machine: its record (when registered), its admin settings, how many
+// allocations it is asked to run, and whether it leads the engine.
+struct MachineFacts {
+  json record;  // null when the machine is not registered
+  engine::MachineAdmin admin;
+  bool has_admin = false;
+  int64_t allocations = 0;
+};
+
+json MachineView(const std::string& id, const MachineFacts& f, const std::string& leader) {
+  json m = f.record.is_object() ? f.record : json{{"id", id}};
+  m["status"] = f.record.is_null() ? "down" : "ready";  // a record lives only with its lease
+  m["eligible"] = f.admin.eligible;
+  m["drain"] = f.admin.drain;
+  m["admin_updated_at"] = f.has_admin ? f.admin.updated_at_ms : 0;
+  m["allocations"] = f.allocations;
+  m["leader"] = !leader.empty() && leader == id;
+  return m;
+}
+
+// The machine part of allocs/<machine>/<id>; "" for a malformed key.
+std::string AllocKeyMachine(std::string_view rel) {
+  auto slash = rel.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 == rel.size()) return "";
+  return std::string(rel.substr(0, slash));
+}
+
+Result<std::string> LeaderMachine(const ApiContext& ctx) {
+  auto leader = ReadLeader(ctx);
+  if (!leader.ok()) {
+    // The machine list is still worth showing without the leader mark.
+    if (leader.status().code() != Code::kInternal) return leader.status();
+    spdlog::warn("api: {}", leader.status().message());
+    return std::string();
   }
+  return *leader ? (*leader)->machine : std::string();
+}
+
+// Registered machines, and machines known only by their allocations or admin settings: those
+// are down (their lease expired) or not yet registered, and an operator needs to see them.
+HttpResponse ListMachines(const ApiContext& ctx) {
+  auto records = ctx.store->Range(ctx.keys.Machines());
+  if (!records.ok()) return ErrorResponse(records.status().Annotate("list machines"));
+  auto admins = ctx.store->Range(ctx.keys.MachineAdmins());
+  if (!admins.ok()) return ErrorResponse(admins.status().Annotate("list machine admin settings"));
+  auto allocs = ctx.store->Range(ctx.keys.Allocs());
+  if (!allocs.ok()) return ErrorResponse(allocs.status().Annotate("list allocations"));
+  auto leader = LeaderMachine(ctx);
+  if (!leader.ok()) return ErrorResponse(leader.status());
+
+  std::map<std::string, MachineFacts> machines;
+  for (const auto& kv : records->kvs) {
+    std::string id(AfterPrefix(kv.key, ctx.keys.Machines()));
+    machines[id].record = ParseStored(kv.value);
+  }
+  for (const auto& kv : admins->kvs) {
+    MachineFacts& f = machines[std::string(AfterPrefix(kv.key, ctx.keys.MachineAdmins()))];
+    f.admin = ParseAdmin(kv);
+    f.has_admin = true;
+  }
+  for (const auto& kv : allocs->kvs) {
+    std::string id = AllocKeyMachine(AfterPrefix(kv.key, ctx.keys.Allocs()));
+    if (!id.empty()) ++machines[id].allocations;
+  }
+  json out = json::array();
+  for (const auto& [id, f] : machines) out.push_back(MachineView(id, f, *leader));
   return Json(out);
+}
+
+// One machine's facts; NotFound when the store knows nothing of it.
+Result<MachineFacts> ReadMachine(const ApiContext& ctx, const std::string& id) {
+  MachineFacts f;
+  auto kv = ctx.store->Get(ctx.keys.Machine(id));
+  if (!kv.ok()) return kv.status().Annotate("get machine");
+  if (*kv) f.record = ParseStored((*kv)->value);
+  auto admin = ctx.store->Get(ctx.keys.MachineAdmin(id));
+  if (!admin.ok()) return admin.status().Annotate("get machine admin settings");
+  if (*admin) {
+    f.admin = ParseAdmin(**admin);
+    f.has_admin = true;
+  }
+  auto allocs = ctx.store->Range(ctx.keys.MachineAllocs(id));
+  if (!allocs.ok()) return allocs.status().Annotate("list allocations");
+  f.allocations = static_cast<int64_t>(allocs->kvs.size());
+  if (!*kv && !*admin && f.allocations == 0) {
+    return NotFound(fmt::format("machine {} not found", id));
+  }
+  return f;
 }
 
 HttpResponse GetMachine(const ApiContext& ctx, const HttpRequest& req) {
   const std::string& id = req.params.at("id");
-  auto kv = ctx.store->Get(ctx.keys.Machine(id));
-  if (!kv.ok()) return ErrorResponse(kv.status().Annotate("get machine"));
-  if (!*kv) return ErrorResponse(NotFound(fmt::format("machine {} not found", id)));
-  json m = ParseStored((*kv)->value);
-  if (m.is_object()) m["status"] = "ready";
-  return Json(m);
+  auto f = ReadMachine(ctx, id);
+  if (!f.ok()) return ErrorResponse(f.status());
+  auto leader = LeaderMachine(ctx);
+  if (!leader.ok()) return ErrorResponse(leader.status());
+  return Json(MachineView(id, *f, *leader));
+}
+
+// Read-modify-write of machine-admin/<id> under a compare-and-swap on its mod revision, so
+// two operators' changes never undo each other. The machine must be known: registered, or
+// with admin settings already (a machine that is down can still be drained).
+Result<engine::MachineAdmin> UpdateAdmin(const ApiContext& ctx, const std::string& id,
+                                         const std::function<void(engine::MachineAdmin&)>& change) {
+  constexpr int kMaxAttempts = 16;
+  const std::string key = ctx.keys.MachineAdmin(id);
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    auto kv = ctx.store->Get(key);
+    if (!kv.ok()) return kv.status().Annotate("get machine admin settings");
+    engine::MachineAdmin admin;
+    int64_t mod_revision = 0;
+    if (*kv) {
+      admin = ParseAdmin(**kv);
+      mod_revision = (*kv)->mod_revision;
+    } else {
+      auto machine = ctx.store->Get(ctx.keys.Machine(id));
+      if (!machine.ok()) return machine.status().Annotate("get machine");
+      if (!*machine) {
+        return NotFound(fmt::format(
+            "machine {} not found (it is not registered and has no admin settings)", id));
+      }
+    }
+    change(admin);
+    admin.updated_at_ms = (ctx.clock ? ctx.clock : SystemClock::Shared())->WallMillis();
+    auto res = ctx.store->Txn({store::Compare::ModRevisionEquals(key, mod_revision)},
+                              {store::TxnOp::Put(key, admin.ToJson().dump())});
+    if (!res.ok()) return res.status().Annotate("write machine admin settings");
+    if (res->succeeded) return admin;
+  }
+  return Unavailable(fmt::format("machine {}: admin settings changed too often; try again", id));
+}
+
+HttpResponse AdminResponse(const std::string& id, const Result<engine::MachineAdmin>& admin) {
+  if (!admin.ok()) return ErrorResponse(admin.status());
+  json j = admin->ToJson();
+  j["id"] = id;
+  return Json(j);
+}
+
+HttpResponse DrainMachine(const ApiContext& ctx, const HttpRequest& req) {
+  const std::string& id = req.params.at("id");
+  auto body = BodyObject(req, {"enable"});
+  if (!body.ok()) return ErrorResponse(body.status());
+  bool enable = true;
+  if (Status st = BodyBool(*body, "enable", &enable); !st.ok()) return ErrorResponse(st);
+  return AdminResponse(id,
+                       UpdateAdmin(ctx, id, [&](engine::MachineAdmin& a) { a.drain = enable; }));
+}
+
+HttpResponse SetEligibility(const ApiContext& ctx, const HttpRequest& req) {
+  const std::string& id = req.params.at("id");
+  auto body = BodyObject(req, {"eligible", "drain"});
+  if (!body.ok()) return ErrorResponse(body.status());
+  if (!body->contains("eligible")) {
+    return ErrorResponse(InvalidArgument("request body: \"eligible\" (true or false) is required"));
+  }
+  bool eligible = true;
+  if (Status st = BodyBool(*body, "eligible", &eligible); !st.ok()) return ErrorResponse(st);
+  std::optional<bool> drain;
+  if (body->contains("drain")) {
+    bool d = false;
+    if (Status st = BodyBool(*body, "drain", &d); !st.ok()) return ErrorResponse(st);
+    drain = d;
+  }
+  return AdminResponse(id, UpdateAdmin(ctx, id, [&](engine::MachineAdmin& a) {
+                         a.eligible = eligible;
+                         if (drain) a.drain = *drain;
+                       }));
+}
+
+HttpResponse GetEngine(const ApiContext& ctx) {
+  auto leader = ReadLeader(ctx);
+  if (!leader.ok()) return ErrorResponse(leader.status());
+  if (!*leader) {
+    return ErrorResponse(NotFound(
+        "no engine leader: no agent holds the engine lease (none running, or an election is "
+        "under way)"));
+  }
+  return Json((*leader)->ToJson());
+}
+
+// The job's deployment record, or nullopt when the engine has written none.
+Result<std::optional<engine::Deployment>> ReadDeployment(const ApiContext& ctx,
+                                                         const std::string& job) {
+  const std::string key = ctx.keys.Deployment(job);
+  auto kv = ctx.store->Get(key);
+  if (!kv.ok()) return kv.status().Annotate("get deployment");
+  if (!*kv) return std::optional<engine::Deployment>();
+  auto d = engine::Deployment::FromJson(json::parse((*kv)->value, nullptr, false));
+  if (!d.ok()) return Internal(fmt::format("corrupt record at {}: {}", key, d.status().message()));
+  return std::optional<engine::Deployment>(std::move(*d));
 }
 
 HttpResponse SubmitJob(const ApiContext& ctx, const HttpRequest& req) {
@@ -99,6 +294,17 @@ HttpResponse SubmitJob(const ApiContext& ctx, const HttpRequest& req) {
   auto job =
       is_json ? spec::ParseJobJson(req.body, filename) : spec::ParseJobYaml(req.body, filename);
   if (!job.ok()) return ErrorResponse(job.status());
+  // The route's permission is JobsNamedInBody: the name is known only now.
+  if (Status st = req.caller.MayChangeJob(job->name); !st.ok()) return ErrorResponse(st);
+  for (const auto& g : job->groups) {
+    for (const auto& t : g.tasks) {
+      for (const auto& ref : t.secrets) {
+        if (Status st = req.caller.MayGiveJobSecret(job->name, ref.path); !st.ok()) {
+          return ErrorResponse(st);
+        }
+      }
+    }
+  }
   auto res = ctx.jobs->Submit(*job);
   if (!res.ok()) return ErrorResponse(res.status().Annotate("submit job " + job->name));
   return Json({{"name", res->name}, {"version", res->version}, {"changed", res->changed}},
@@ -120,10 +326,6 @@ struct AllocEntry {
   std::vector<std::string> tasks;  // the group's task names
   json view;
 };
-
-std::string_view AfterPrefix(std::string_view key, std::string_view prefix) {
-  return key.substr(std::min(prefix.size(), key.size()));
-}
 
 // Every allocation: the union of the alloc records (what machines are asked to run) and the
 // status records (what their agents observe), sorted by job, group, index, id. A record that
@@ -342,7 +544,8 @@ void StreamAllocLogs(const ApiContext& ctx, const HttpRequest& req, ChunkSink& s
           "logs for machine \"{}\" only",
           id, entry->machine, ctx.machine_id)));
     }
-    std::string location = "http://" + *api + "/v1/allocs/" + QueryEncode(id) + "/logs";
+    std::string location =
+        ctx.api_scheme + "://" + *api + "/v1/allocs/" + QueryEncode(id) + "/logs";
     char sep = '?';
     for (const auto& [k, v] : req.query) {
       location += sep + QueryEncode(k) + "=" + QueryEncode(v);
@@ -388,15 +591,51 @@ HttpResponse GetJob(const ApiContext& ctx, const HttpRequest& req) {
     if (e.view.value("job", "") == rec->name) allocs.push_back(std::move(e.view));
   }
   j["allocations"] = std::move(allocs);
+  auto deployment = ReadDeployment(ctx, rec->name);
+  if (!deployment.ok()) {
+    if (deployment.status().code() != Code::kInternal) return ErrorResponse(deployment.status());
+    // The job itself is still worth showing.
+    spdlog::warn("api: {}", deployment.status().message());
+    j["deployment_error"] = deployment.status().message();
+  } else if (*deployment) {
+    j["deployment"] = (*deployment)->ToJson();
+  }
   return Json(j);
 }
 
 HttpResponse JobVersions(const ApiContext& ctx, const HttpRequest& req) {
   auto hist = ctx.jobs->History(req.params.at("name"));
   if (!hist.ok()) return ErrorResponse(hist.status());
+  auto deployment = ReadDeployment(ctx, req.params.at("name"));
+  if (!deployment.ok() && deployment.status().code() != Code::kInternal) {
+    return ErrorResponse(deployment.status());
+  }
   json out = json::array();
-  for (const auto& r : *hist) out.push_back(JobDetail(r));
+  for (const auto& r : *hist) {
+    json v = JobDetail(r);
+    // The newest version whose rollout succeeded, and the state of the one being rolled out.
+    v["stable"] = deployment.ok() && *deployment && (*deployment)->stable_version == r.version;
+    if (deployment.ok() && *deployment && (*deployment)->version == r.version) {
+      v["deployment"] = engine::DeploymentStateName((*deployment)->state);
+    }
+    out.push_back(std::move(v));
+  }
   return Json(out);
+}
+
+HttpResponse RevertJob(const ApiContext& ctx, const HttpRequest& req) {
+  const std::string& name = req.params.at("name");
+  auto body = BodyObject(req, {"version"});
+  if (!body.ok()) return ErrorResponse(body.status());
+  auto it = body->find("version");
+  if (it == body->end() || !it->is_number_integer()) {
+    return ErrorResponse(InvalidArgument(
+        "request body: \"version\" (the version to go back to, an integer) is required"));
+  }
+  auto res = ctx.jobs->Revert(name, it->get<int64_t>());
+  if (!res.ok()) return ErrorResponse(res.status());
+  return Json({{"name", res->name}, {"version", res->version}, {"changed", res->changed}},
+              res->changed ? 201 : 200);
 }
 
 HttpResponse StopJob(const ApiContext& ctx, const HttpRequest& req) {
@@ -410,6 +649,148 @@ HttpResponse StopJob(const ApiContext& ctx, const HttpRequest& req) {
   auto rec = ctx.jobs->Stop(name);
   if (!rec.ok()) return ErrorResponse(rec.status());
   return Json({{"name", name}, {"version", rec->version}, {"status", rec->status}});
+}
+
+// A route as the API shows it: where it lives (host, id), what the router makes of it (backend,
+// path_prefix, balance; "error" instead when the router skips it), who published it (alloc,
+// job, task, machine: an agent's route) and whether it lives under a lease (an agent's: it
+// goes away with the task or the machine).
+json RouteView(const ApiContext& ctx, const store::KeyValue& kv) {
+  std::string_view rest = AfterPrefix(kv.key, ctx.keys.Routes());
+  size_t slash = rest.find('/');
+  json j = {{"host", std::string(rest.substr(0, slash))},
+            {"id", slash == std::string_view::npos ? "" : std::string(rest.substr(slash + 1))}};
+  json stored = ParseStored(kv.value);
+  auto spec = router::ParseRoute(rest, kv.value);
+  if (spec.ok()) {
+    j["backend"] = spec->backend;
+    j["path_prefix"] = spec->path_prefix;
+    if (spec->balance_set) {
+      j["balance"] =
+          spec->balance == router::Balance::kLeastConnections ? "least_conn" : "round_robin";
+    }
+  } else {
+    for (const char* f : {"backend", "path_prefix"}) {
+      if (stored.is_object() && stored.contains(f)) j[f] = stored[f];
+    }
+    j["error"] = spec.status().message();
+  }
+  for (const char* f : {"alloc", "job", "task", "machine"}) {
+    if (stored.is_object() && stored.contains(f) && stored[f].is_string()) j[f] = stored[f];
+  }
+  j["leased"] = kv.lease != 0;
+  j["modify_index"] = kv.mod_revision;
+  return j;
+}
+
+// Route keys and values come from anyone who can write the store: bad UTF-8 is shown replaced
+// rather than failing the whole answer.
+HttpResponse RouteJson(const json& body, int status = 200) {
+  HttpResponse r;
+  r.status = status;
+  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  return r;
+}
+
+HttpResponse ListRoutes(const ApiContext& ctx) {
+  auto routes = ctx.store->Range(ctx.keys.Routes());
+  if (!routes.ok()) return ErrorResponse(routes.status().Annotate("list routes"));
+  json out = json::array();
+  for (const auto& kv : routes->kvs) out.push_back(RouteView(ctx, kv));
+  return RouteJson(out);
+}
+
+// Route ids written through the API: the characters agents and `berth route` use, so that keys
+// stay readable and safe in a URL path.
+Status CheckRouteId(const std::string& id) {
+  bool ok = !id.empty() && id.size() <= 200;
+  for (char c : id) {
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
+                c == ':' || c == '@' || c == '~' || c == '+');
+  }
+  if (ok) return Status::Ok();
+  return InvalidArgument(
+      fmt::format("route id \"{}\": use 1 to 200 letters, digits and - _ . : @ ~ +", id));
+}
+
+// Puts a route that no agent manages (no lease: it stays until removed). Validated as the router
+// reads it; the key's host is the normalized one. An agent's route (leased) is not overwritten:
+// the agent would not know, and the route would outlive its task.
+HttpResponse PutRoute(const ApiContext& ctx, const HttpRequest& req) {
+  const std::string& host = req.params.at("host");
+  const std::string& id = req.params.at("id");
+  auto body = BodyObject(req, {"backend", "path_prefix", "balance"});
+  if (!body.ok()) return ErrorResponse(body.status());
+  if (!body->contains("backend")) {
+    return ErrorResponse(InvalidArgument("request body: \"backend\" (http://IP:PORT) is required"));
+  }
+  if (Status st = CheckRouteId(id); !st.ok()) return ErrorResponse(st);
+  auto spec = router::ParseRoute(host + "/" + id, body->dump());
+  if (!spec.ok()) {
+    return ErrorResponse(
+        InvalidArgument(fmt::format("route {}/{}: {}", host, id, spec.status().message())));
+  }
+  json value = {{"backend", spec->backend}, {"path_prefix", spec->path_prefix}};
+  if (spec->balance_set) value["balance"] = (*body)["balance"];
+  const std::string key = ctx.keys.Routes() + spec->host + "/" + id;
+  constexpr int kMaxAttempts = 16;
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    auto kv = ctx.store->Get(key);
+    if (!kv.ok()) return ErrorResponse(kv.status().Annotate("get route"));
+    int64_t mod_revision = 0;
+    if (*kv) {
+      if ((*kv)->lease != 0) {
+        json old = ParseStored((*kv)->value);
+        std::string alloc = old.is_object() ? old.value("alloc", "") : "";
+        return ErrorResponse(FailedPrecondition(fmt::format(
+            "route {}/{} is published by an agent{}{} (under its machine lease); add yours "
+            "under another id",
+            spec->host, id, alloc.empty() ? "" : " for allocation ", alloc)));
+      }
+      mod_revision = (*kv)->mod_revision;
+    }
+    auto res = ctx.store->Txn({store::Compare::ModRevisionEquals(key, mod_revision)},
+                              {store::TxnOp::Put(key, value.dump())});
+    if (!res.ok()) return ErrorResponse(res.status().Annotate("write route"));
+    if (!res->succeeded) continue;
+    store::KeyValue written;
+    written.key = key;
+    written.value = value.dump();
+    written.mod_revision = res->revision;
+    return Json(RouteView(ctx, written), *kv ? 200 : 201);
+  }
+  return ErrorResponse(
+      Unavailable(fmt::format("route {}/{} changed too often; try again", spec->host, id)));
+}
+
+// Deletes a route, whoever wrote it; answers what was removed. An agent's route comes back
+// while its task stays healthy (the agent puts it again at its next status or lease change).
+HttpResponse DeleteRoute(const ApiContext& ctx, const HttpRequest& req) {
+  const std::string& host = req.params.at("host");
+  const std::string& id = req.params.at("id");
+  std::vector<std::string> keys = {ctx.keys.Routes() + host + "/" + id};
+  // The host as the router normalizes it ("Example.COM" was stored as "example.com").
+  if (auto spec = router::ParseRoute(host + "/" + id, R"({"backend":"http://127.0.0.1:1"})");
+      spec.ok() && spec->host != host) {
+    keys.push_back(ctx.keys.Routes() + spec->host + "/" + id);
+  }
+  for (const auto& key : keys) {
+    auto kv = ctx.store->Get(key);
+    if (!kv.ok()) return ErrorResponse(kv.status().Annotate("get route"));
+    if (!*kv) continue;
+    auto res = ctx.store->Txn({store::Compare::ModRevisionEquals(key, (*kv)->mod_revision)},
+                              {store::TxnOp::Delete(key)});
+    if (!res.ok()) return ErrorResponse(res.status().Annotate("delete route"));
+    // Changed meanwhile: it is still there; delete what is there now.
+    if (!res->succeeded) {
+      auto del = ctx.store->Delete(key);
+      if (!del.ok()) return ErrorResponse(del.status().Annotate("delete route"));
+    }
+    json view = RouteView(ctx, **kv);
+    view["deleted"] = true;
+    return RouteJson(view);
+  }
+  return ErrorResponse(NotFound(fmt::format("route {}/{} not found", host, id)));
 }
 
 // Streams every change under the cluster prefix as one JSON object per line:
@@ -440,8 +821,10 @@ void StreamEvents(const ApiContext& ctx, const HttpRequest& req, ChunkSink& sink
   };
   auto shared = std::make_shared<Shared>();
   const std::string prefix = ctx.keys.prefix();
-  auto watch =
-      ctx.store->Watch(watch_prefix, start, [shared, prefix](const store::WatchResponse& r) {
+  const bool see_secrets = req.caller.Has(acl::Need::kSecrets);
+  const bool see_acl = req.caller.Has(acl::Need::kAdmin);
+  auto watch = ctx.store->Watch(
+      watch_prefix, start, [shared, prefix, see_secrets, see_acl](const store::WatchResponse& r) {
         std::lock_guard lock(shared->mu);
         if (!r.status.ok()) {
           json err = {{"error", r.status.ToString()}};
@@ -452,12 +835,19 @@ void StreamEvents(const ApiContext& ctx, const HttpRequest& req, ChunkSink& sink
         for (const auto& ev : r.events) {
           std::string rel = ev.kv.key.substr(std::min(prefix.size(), ev.kv.key.size()));
           auto slash = rel.find('/');
+          std::string ev_topic = rel.substr(0, slash);
+          // What the caller's policy may not read is not in its stream at all.
+          if (ev_topic == "secrets" && !see_secrets) continue;
+          if (ev_topic == "acl" && !see_acl) continue;
           json line = {{"index", ev.kv.mod_revision},
-                       {"topic", rel.substr(0, slash)},
+                       {"topic", ev_topic},
                        {"type", ev.type == store::Event::Type::kPut ? "put" : "delete"},
                        {"key", slash == std::string::npos ? rel : rel.substr(slash + 1)}};
-          if (ev.type == store::Event::Type::kPut) line["value"] = ParseStored(ev.kv.value);
-          shared->lines.push_back(line.dump() + "\n");
+          if (ev.type == store::Event::Type::kPut) {
+            line["value"] = ParseStored(ev.kv.value);
+            if (ev_topic == "acl" && line["value"].is_object()) line["value"].erase("hash");
+          }
+          shared->lines.push_back(line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
         }
         shared->cv.notify_one();
       });
@@ -499,30 +889,61 @@ void StreamEvents(const ApiContext& ctx, const HttpRequest& req, ChunkSink& sink
 }  // namespace
 
 void RegisterApiRoutes(HttpServer& server, const ApiContext& ctx) {
+  using acl::Permission;
+  // Without an authorizer the server refuses to start (HttpServer::Start): there is no way to
+  // serve these routes unchecked by forgetting ctx.access.
+  if (ctx.access) {
+    server.SetAuthorizer(MakeAuthorizer(ctx.access));
+    RegisterAclRoutes(server, ctx.access);
+  }
+  RegisterSecretRoutes(server, ctx);
   // ctx is copied into each handler so the caller need not keep it alive.
-  server.Route("GET", "/v1/health", [ctx](const HttpRequest&) { return Health(ctx); });
-  server.Route("GET", "/v1/version", [ctx](const HttpRequest&) {
+  server.Route("GET", "/v1/health", Permission::Public(),
+               [ctx](const HttpRequest&) { return Health(ctx); });
+  server.Route("GET", "/v1/version", Permission::Read(), [ctx](const HttpRequest&) {
     return Json({{"version", ctx.version}});
   });
-  server.Route("GET", "/v1/agent/self", [ctx](const HttpRequest&) {
+  server.Route("GET", "/v1/agent/self", Permission::Read(), [ctx](const HttpRequest&) {
     return Json(ctx.self_info ? ctx.self_info() : json::object());
   });
-  server.Route("GET", "/v1/machines", [ctx](const HttpRequest&) { return ListMachines(ctx); });
-  server.Route("GET", "/v1/machines/:id",
+  server.Route("GET", "/v1/machines", Permission::Read(),
+               [ctx](const HttpRequest&) { return ListMachines(ctx); });
+  server.Route("GET", "/v1/machines/:id", Permission::Read(),
                [ctx](const HttpRequest& r) { return GetMachine(ctx, r); });
-  server.Route("GET", "/v1/jobs", [ctx](const HttpRequest&) { return ListJobs(ctx); });
-  server.Route("POST", "/v1/jobs", [ctx](const HttpRequest& r) { return SubmitJob(ctx, r); });
-  server.Route("PUT", "/v1/jobs", [ctx](const HttpRequest& r) { return SubmitJob(ctx, r); });
-  server.Route("GET", "/v1/jobs/:name", [ctx](const HttpRequest& r) { return GetJob(ctx, r); });
-  server.Route("GET", "/v1/jobs/:name/versions",
+  server.Route("PUT", "/v1/machines/:id/drain", Permission::Admin(),
+               [ctx](const HttpRequest& r) { return DrainMachine(ctx, r); });
+  server.Route("PUT", "/v1/machines/:id/eligibility", Permission::Admin(),
+               [ctx](const HttpRequest& r) { return SetEligibility(ctx, r); });
+  server.Route("GET", "/v1/engine", Permission::Read(),
+               [ctx](const HttpRequest&) { return GetEngine(ctx); });
+  server.Route("GET", "/v1/jobs", Permission::Read(),
+               [ctx](const HttpRequest&) { return ListJobs(ctx); });
+  server.Route("POST", "/v1/jobs", Permission::JobsNamedInBody(),
+               [ctx](const HttpRequest& r) { return SubmitJob(ctx, r); });
+  server.Route("PUT", "/v1/jobs", Permission::JobsNamedInBody(),
+               [ctx](const HttpRequest& r) { return SubmitJob(ctx, r); });
+  server.Route("GET", "/v1/jobs/:name", Permission::Read(),
+               [ctx](const HttpRequest& r) { return GetJob(ctx, r); });
+  server.Route("GET", "/v1/jobs/:name/versions", Permission::Read(),
                [ctx](const HttpRequest& r) { return JobVersions(ctx, r); });
-  server.Route("DELETE", "/v1/jobs/:name", [ctx](const HttpRequest& r) { return StopJob(ctx, r); });
-  server.Route("GET", "/v1/allocs", [ctx](const HttpRequest& r) { return ListAllocs(ctx, r); });
-  server.Route("GET", "/v1/allocs/:id", [ctx](const HttpRequest& r) { return GetAlloc(ctx, r); });
+  server.Route("POST", "/v1/jobs/:name/revert", Permission::Jobs("name"),
+               [ctx](const HttpRequest& r) { return RevertJob(ctx, r); });
+  server.Route("DELETE", "/v1/jobs/:name", Permission::Jobs("name"),
+               [ctx](const HttpRequest& r) { return StopJob(ctx, r); });
+  server.Route("GET", "/v1/routes", Permission::Read(),
+               [ctx](const HttpRequest&) { return ListRoutes(ctx); });
+  server.Route("PUT", "/v1/routes/:host/:id", Permission::Admin(),
+               [ctx](const HttpRequest& r) { return PutRoute(ctx, r); });
+  server.Route("DELETE", "/v1/routes/:host/:id", Permission::Admin(),
+               [ctx](const HttpRequest& r) { return DeleteRoute(ctx, r); });
+  server.Route("GET", "/v1/allocs", Permission::Read(),
+               [ctx](const HttpRequest& r) { return ListAllocs(ctx, r); });
+  server.Route("GET", "/v1/allocs/:id", Permission::Read(),
+               [ctx](const HttpRequest& r) { return GetAlloc(ctx, r); });
   server.RouteStream(
-      "GET", "/v1/allocs/:id/logs", "text/plain; charset=utf-8",
+      "GET", "/v1/allocs/:id/logs", "text/plain; charset=utf-8", Permission::Read(),
       [ctx](const HttpRequest& r, ChunkSink& sink) { StreamAllocLogs(ctx, r, sink); });
-  server.RouteStream("GET", "/v1/events", "application/x-ndjson",
+  server.RouteStream("GET", "/v1/events", "application/x-ndjson", Permission::Read(),
                      [ctx](const HttpRequest& r, ChunkSink& sink) { StreamEvents(ctx, r, sink); });
 }
 

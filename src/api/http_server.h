@@ -8,7 +8,15 @@
 // Limits: header bytes, body bytes (413), read timeout for a request (slow clients), idle
 // keep-alive timeout. Malformed requests get 400 and the connection is closed.
 // Stop() is a gate: stop accepting, end streams, finish in-flight handlers, then return.
-// Thread-safety: Route* before Start(); Start/Stop from one thread; handlers run concurrently.
+// Access: every route is registered with the acl::Permission it needs, and before its handler
+// runs (on the handler pool or the stream's thread: the check may read the store) the server's
+// Authorizer decides, and may answer instead (401, 403, 429, 503). Routes that need nothing
+// (Permission::Public) skip it. Start() refuses a server with routes that need a permission
+// but no authorizer, and a method and pattern registered twice.
+// TLS: with Options::tls set, the server speaks HTTPS only (TLS 1.2 or later); with a client
+// CA it also requires and verifies a client certificate signed by it.
+// Thread-safety: Route*, SetAuthorizer before Start(); Start/Stop from one thread; handlers run
+// concurrently.
 #pragma once
 
 #include <chrono>
@@ -16,10 +24,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "acl/policy.h"
 #include "common/status.h"
 
 namespace berth::api {
@@ -32,6 +42,8 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
   std::string remote;  // "127.0.0.1:53422"
+  // Who sent it, as the authorizer found (anonymous on routes that need nothing).
+  acl::Caller caller;
 
   // Returns the first header with that (lower-case) name, or "".
   std::string Header(std::string_view lower_name) const;
@@ -61,6 +73,14 @@ class ChunkSink {
   virtual bool Respond(HttpResponse response) = 0;
 };
 
+// PEM files for HTTPS. The server is plain HTTP when cert_file is empty.
+struct TlsFiles {
+  std::string cert_file;       // certificate chain, the server's own certificate first
+  std::string key_file;        // its private key
+  std::string client_ca_file;  // "" = no client certificates; else required, signed by these
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 class HttpServer {
  public:
   struct Options {
@@ -73,24 +93,47 @@ class HttpServer {
     int max_streams = 64;
     std::chrono::milliseconds read_timeout{15000};  // to receive one whole request
     std::chrono::milliseconds idle_timeout{60000};  // keep-alive connection with nothing to do
+    // An open stream's request is authorized again this often (its token may be revoked).
+    std::chrono::milliseconds stream_reauthorize_interval{10000};
+    TlsFiles tls;
   };
   using Handler = std::function<HttpResponse(const HttpRequest&)>;
   using StreamHandler = std::function<void(const HttpRequest&, ChunkSink&)>;
+  // Decides whether `req` may run a route that needs `permission`: nullopt to go on (after
+  // setting req.caller), or the response to send instead.
+  using Authorizer =
+      std::function<std::optional<HttpResponse>(HttpRequest& req, const acl::Permission&)>;
+  // One registered route, as the route table lists it.
+  struct RouteInfo {
+    std::string method;
+    std::string pattern;  // as registered: "/v1/jobs/:name"
+    acl::Permission permission;
+    bool stream = false;
+  };
 
   explicit HttpServer(Options options);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Pattern segments starting with ':' capture into HttpRequest::params ("/v1/jobs/:name").
-  void Route(std::string method, std::string pattern, Handler handler);
+  // Pattern segments starting with ':' capture into HttpRequest::params ("/v1/jobs/:name"); a
+  // last segment "*name" captures the rest of the path, one segment or more ("/v1/secrets/*path").
+  // `permission` is what a caller needs to run it (acl/policy.h):
+  //   server.Route("PUT", "/v1/secret-keys/:name", acl::Permission::Secrets(), handler);
+  void Route(std::string method, std::string pattern, acl::Permission permission, Handler handler);
   // The response is sent with `content_type` and chunked transfer encoding.
   void RouteStream(std::string method, std::string pattern, std::string content_type,
-                   StreamHandler handler);
+                   acl::Permission permission, StreamHandler handler);
+  void SetAuthorizer(Authorizer authorizer);
+  // Every registered route, in registration order.
+  std::vector<RouteInfo> Routes() const;
 
-  // Binds and starts serving. Fails (kUnavailable) if the address cannot be bound.
+  // Binds and starts serving. Fails (kUnavailable) if the address cannot be bound,
+  // (kInvalidArgument) if the TLS files do not load, (kInternal) if a route that needs a
+  // permission has no authorizer to check it or a route is registered twice.
   Status Start();
   uint16_t port() const;
+  bool tls() const;
   void Stop();
 
   struct Impl;  // implementation detail, public only so the .cc's session class can see it

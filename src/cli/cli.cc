@@ -8,9 +8,14 @@
 #include <sstream>
 
 #include "agent/agent.h"
+#include "cli/acl_commands.h"
 #include "cli/api_client.h"
+#include "cli/cluster_output.h"
 #include "cli/output.h"
+#include "cli/route_commands.h"
+#include "cli/secret_commands.h"
 #include "common/version.h"
+#include "router/router_cli.h"
 
 namespace berth::cli {
 
@@ -26,26 +31,14 @@ int64_t NowMs() {
       .count();
 }
 
-std::string FormatBytes(int64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
-
 int Fail(const Status& st) {
-  std::cerr << "berth: " << st.message() << "\n";
-  return st.code() == Code::kUnavailable ? 3 : (st.code() == Code::kNotFound ? 4 : 1);
+  return ReportFailure(st);
 }
 
 struct Globals {
-  std::string addr = kDefaultAddr;
+  // --addr, --token, --cacert, --client-cert, --client-key (or BERTH_ADDR, BERTH_TOKEN, ...):
+  // every command's ApiClient is made from these.
+  ApiClientOptions api{.address = kDefaultAddr};
   bool json = false;
 };
 
@@ -85,7 +78,7 @@ int JobRun(const Globals& g, const std::string& file) {
   if (!text.ok()) return Fail(text.status());
   std::string name = file == "-" ? "stdin" : file;
   bool is_json = file.size() > 5 && file.substr(file.size() - 5) == ".json";
-  ApiClient c(g.addr);
+  ApiClient c(g.api);
   auto res =
       c.CallJson("POST", "/v1/jobs", *text, is_json ? "application/json" : "application/yaml",
                  {{"X-Berth-Filename", name}});
@@ -103,7 +96,7 @@ int JobRun(const Globals& g, const std::string& file) {
 }
 
 int JobLs(const Globals& g) {
-  ApiClient c(g.addr);
+  ApiClient c(g.api);
   auto res = c.CallJson("GET", "/v1/jobs");
   if (!res.ok()) return Fail(res.status());
   if (g.json) {
@@ -124,7 +117,7 @@ int JobLs(const Globals& g) {
 }
 
 int JobStatus(const Globals& g, const std::string& name) {
-  ApiClient c(g.addr);
+  ApiClient c(g.api);
   auto res = c.CallJson("GET", "/v1/jobs/" + UrlEncode(name));
   if (!res.ok()) return Fail(res.status());
   if (g.json) {
@@ -152,6 +145,19 @@ int JobStatus(const Globals& g, const std::string& name) {
     }
   }
   groups.Print(std::cout);
+  if (spec.contains("groups") && spec["groups"].is_array()) {
+    json tasks = json::array();
+    for (const auto& grp : spec["groups"]) {
+      if (!grp.contains("tasks") || !grp["tasks"].is_array()) continue;
+      for (json t : grp["tasks"]) {
+        t["name"] = Str(grp, "name") + "/" + Str(t, "name");
+        tasks.push_back(std::move(t));
+      }
+    }
+    PrintSecretRefs(tasks, std::cout);
+  }
+  std::cout << "\n";
+  PrintDeployment(j, std::cout);
   const json& allocs = j.contains("allocations") ? j["allocations"] : json::array();
   std::cout << "\nAllocations:\n";
   if (!allocs.is_array() || allocs.empty()) {
@@ -163,7 +169,7 @@ int JobStatus(const Globals& g, const std::string& name) {
 }
 
 int JobStop(const Globals& g, const std::string& name, bool purge) {
-  ApiClient c(g.addr);
+  ApiClient c(g.api);
   auto res = c.CallJson("DELETE", "/v1/jobs/" + UrlEncode(name) + (purge ? "?purge=true" : ""));
   if (!res.ok()) return Fail(res.status());
   if (g.json) {
@@ -177,24 +183,36 @@ int JobStop(const Globals& g, const std::string& name, bool purge) {
 }
 
 int JobHistory(const Globals& g, const std::string& name) {
-  ApiClient c(g.addr);
+  ApiClient c(g.api);
   auto res = c.CallJson("GET", "/v1/jobs/" + UrlEncode(name) + "/versions");
   if (!res.ok()) return Fail(res.status());
   if (g.json) {
     PrintJson(*res);
     return 0;
   }
-  Table t({"VERSION", "STATUS", "INSTANCES", "SUBMITTED"});
-  for (const auto& j : *res) {
-    t.Add(
-        {Str(j, "version"), Str(j, "status"), Str(j, "instances"), FormatTime(j, "submitted_at")});
+  PrintJobHistory(*res, std::cout);
+  return 0;
+}
+
+int JobRevert(const Globals& g, const std::string& name, int64_t version) {
+  ApiClient c(g.api);
+  auto res = c.CallJson("POST", "/v1/jobs/" + UrlEncode(name) + "/revert",
+                        json{{"version", version}}.dump(), "application/json");
+  if (!res.ok()) return Fail(res.status());
+  if (g.json) {
+    PrintJson(*res);
+  } else if (res->value("changed", false)) {
+    std::cout << "job " << name << ": version " << Str(*res, "version")
+              << " submitted (the spec of version " << version << ")\n";
+  } else {
+    std::cout << "job " << name << ": unchanged (version " << Str(*res, "version")
+              << " already runs the spec of version " << version << ")\n";
   }
-  t.Print(std::cout);
   return 0;
 }
 
 int MachineLs(const Globals& g) {
-  ApiClient c(g.addr);
+  ApiClient c(g.api);
   auto res = c.CallJson("GET", "/v1/machines");
   if (!res.ok()) return Fail(res.status());
   if (g.json) {
@@ -205,25 +223,27 @@ int MachineLs(const Globals& g) {
     std::cout << "no machines\n";
     return 0;
   }
-  Table t({"ID", "ADDRESS", "STATUS", "CPUS", "MEMORY", "META"});
-  for (const auto& m : *res) {
-    std::string meta;
-    if (m.contains("meta") && m["meta"].is_object()) {
-      for (const auto& [k, v] : m["meta"].items()) {
-        if (!meta.empty()) meta += ",";
-        meta += k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
-      }
-    }
-    int64_t mem = m.value("memory_bytes", int64_t{0});
-    t.Add({Str(m, "id"), Str(m, "address"), Str(m, "status"), Str(m, "cpus"), FormatBytes(mem),
-           meta.empty() ? "-" : meta});
+  PrintMachineTable(*res, std::cout);
+  return 0;
+}
+
+// PUT /v1/machines/<id>/<setting> with `body`; prints `done` (or the JSON).
+int MachineAdmin(const Globals& g, const std::string& id, const std::string& setting,
+                 const json& body, const std::string& done) {
+  ApiClient c(g.api);
+  auto res = c.CallJson("PUT", "/v1/machines/" + UrlEncode(id) + "/" + setting, body.dump(),
+                        "application/json");
+  if (!res.ok()) return Fail(res.status());
+  if (g.json) {
+    PrintJson(*res);
+  } else {
+    std::cout << "machine " << id << ": " << done << "\n";
   }
-  t.Print(std::cout);
   return 0;
 }
 
 int Events(const Globals& g, const std::string& index, const std::string& topic) {
-  ApiClient c(g.addr);
+  ApiClient c(g.api);
   std::string target = "/v1/events";
   std::string sep = "?";
   if (!index.empty()) {
@@ -240,7 +260,7 @@ int Events(const Globals& g, const std::string& index, const std::string& topic)
 }
 
 int AllocLs(const Globals& g, const std::string& job) {
-  ApiClient c(g.addr);
+  ApiClient c(g.api);
   auto res = c.CallJson("GET", "/v1/allocs" + (job.empty() ? "" : "?job=" + UrlEncode(job)));
   if (!res.ok()) return Fail(res.status());
   if (g.json) {
@@ -256,7 +276,7 @@ int AllocLs(const Globals& g, const std::string& job) {
 }
 
 int AllocStatusCmd(const Globals& g, const std::string& id) {
-  ApiClient c(g.addr);
+  ApiClient c(g.api);
   auto res = c.CallJson("GET", "/v1/allocs/" + UrlEncode(id));
   if (!res.ok()) return Fail(res.status());
   if (g.json) {
@@ -264,6 +284,7 @@ int AllocStatusCmd(const Globals& g, const std::string& id) {
     return 0;
   }
   PrintAllocStatus(*res, NowMs(), std::cout);
+  if (res->contains("tasks")) PrintSecretRefs((*res)["tasks"], std::cout);
   return 0;
 }
 
@@ -285,7 +306,7 @@ int Logs(const Globals& g, const std::string& alloc, const LogsOptions& o) {
   if (o.tail >= 0) add("tail", std::to_string(o.tail));
   // No read timeout: a followed log may stay quiet for as long as it likes. A redirect to the
   // agent of the allocation's machine is followed once.
-  ApiClient c(g.addr);
+  ApiClient c(g.api);
   Status st = c.Stream(target, [](std::string_view data) {
     std::cout.write(data.data(), static_cast<std::streamsize>(data.size()));
     std::cout.flush();
@@ -297,14 +318,17 @@ int Logs(const Globals& g, const std::string& alloc, const LogsOptions& o) {
 
 int VersionCmd(const Globals& g, bool json_out) {
   json out = {{"client", Version()}};
-  ApiClient c(g.addr, std::chrono::milliseconds(1500));
+  ApiClientOptions probe = g.api;
+  probe.timeout = std::chrono::milliseconds(1500);
+  ApiClient c(probe);
   auto res = c.CallJson("GET", "/v1/version");
   if (res.ok()) out["agent"] = Str(*res, "version");
   if (json_out) {
     PrintJson(out);
   } else {
     std::cout << "berth " << Version() << "\n";
-    if (res.ok()) std::cout << "agent at " << g.addr << ": berth " << Str(*res, "version") << "\n";
+    if (res.ok())
+      std::cout << "agent at " << g.api.address << ": berth " << Str(*res, "version") << "\n";
   }
   return 0;
 }
@@ -317,18 +341,49 @@ int Main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("berth ") + Version());
   Globals g;
-  if (const char* env = std::getenv("BERTH_ADDR"); env != nullptr && *env != '\0') g.addr = env;
-  app.add_option("--addr", g.addr, "agent API address HOST:PORT (env BERTH_ADDR)")
+  auto env = [](const char* name, std::string& into) {
+    if (const char* v = std::getenv(name); v != nullptr && *v != '\0') into = v;
+  };
+  env("BERTH_ADDR", g.api.address);
+  env("BERTH_TOKEN", g.api.token);
+  env("BERTH_CACERT", g.api.ca_file);
+  env("BERTH_CLIENT_CERT", g.api.client_cert_file);
+  env("BERTH_CLIENT_KEY", g.api.client_key_file);
+  app.add_option("--addr", g.api.address,
+                 "agent API address HOST:PORT or https://HOST:PORT (env BERTH_ADDR)")
       ->capture_default_str();
+  app.add_option("--token", g.api.token,
+                 "API token ACCESSOR.SECRET (env BERTH_TOKEN; prefer the variable: a flag shows "
+                 "in ps)");
+  app.add_option("--cacert", g.api.ca_file,
+                 "PEM CA bundle to verify an https:// agent (env BERTH_CACERT; default the "
+                 "system's)");
+  app.add_option("--client-cert", g.api.client_cert_file,
+                 "PEM client certificate for agents that require one (env BERTH_CLIENT_CERT)");
+  app.add_option("--client-key", g.api.client_key_file, "its private key (env BERTH_CLIENT_KEY)");
   int rc = 0;
 
   // berth agent
   agent::AgentOptions ao;
   std::vector<std::string> meta;
-  int machine_ttl = 10;
+  int machine_ttl = 3;
+  int engine_ttl = 3;
   auto* agent_cmd = app.add_subcommand("agent", "run the berth agent on this machine");
   agent_cmd->add_flag("--dev", ao.dev,
-                      "embedded store, everything in one process, loopback only, no auth");
+                      "embedded store, everything in one process, loopback only, no auth "
+                      "(unless --acl)");
+  agent_cmd->add_flag("--acl", ao.acl,
+                      "with --dev: require API tokens too (always on without --dev)");
+  agent_cmd
+      ->add_option("--acl-max-failures", ao.acl_max_failures,
+                   "failed authentications from one address within 10 s before it gets "
+                   "429 (0: no limit)")
+      ->capture_default_str();
+  agent_cmd->add_option("--api-cert", ao.api_tls.cert_file,
+                        "serve the API over TLS only, with this PEM certificate chain");
+  agent_cmd->add_option("--api-key", ao.api_tls.key_file, "the API certificate's private key");
+  agent_cmd->add_option("--api-client-ca", ao.api_tls.client_ca_file,
+                        "require API clients to present a certificate signed by this PEM CA");
   agent_cmd->add_option("--store", ao.store_url,
                         "etcd://HOST:PORT[,HOST:PORT...] | embedded:DIR (default: embedded in "
                         "the data dir)");
@@ -344,6 +399,10 @@ int Main(int argc, char** argv) {
   agent_cmd->add_option("--meta", meta, "machine metadata key=value (repeatable)");
   agent_cmd->add_option("--machine-ttl", machine_ttl, "machine lease TTL in seconds")
       ->capture_default_str();
+  agent_cmd
+      ->add_option("--engine-ttl", engine_ttl,
+                   "engine leader lease TTL in seconds (a dead leader is replaced within it)")
+      ->capture_default_str();
   agent_cmd->add_option("--prefix", ao.key_prefix, "key prefix in the store")
       ->capture_default_str();
   std::string port_range = "20000-32000";
@@ -355,6 +414,16 @@ int Main(int argc, char** argv) {
   agent_cmd->add_option("--docker-host", ao.docker_host,
                         "Docker Engine socket unix:///PATH (default $DOCKER_HOST, else "
                         "unix:///var/run/docker.sock)");
+  agent_cmd->add_option("--router", ao.router_listen,
+                        "also run the HTTP router on ADDR:PORT (routes from the store)");
+  agent_cmd->add_option("--router-threads", ao.router_threads,
+                        "router worker threads (default one per core)");
+  agent_cmd->add_option("--secrets-dir", ao.secrets_dir,
+                        "where task secret files go, on tmpfs (default "
+                        "/run/berth/<machine-id>/secrets; a tmpfs is mounted there if needed)");
+  agent_cmd->add_option("--secret-writers", ao.secret_writers_file,
+                        "open only secrets signed by a key listed in FILE (one public key a line; "
+                        "default: the writers registered in the store)");
   int task_poll_ms = 1000;
   agent_cmd->add_option("--task-poll-ms", task_poll_ms, "how often tasks are inspected (ms)")
       ->capture_default_str();
@@ -378,7 +447,10 @@ int Main(int argc, char** argv) {
       }
       ao.meta[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
+    if (machine_ttl < 2) throw CLI::ValidationError("--machine-ttl", "at least 2 seconds");
+    if (engine_ttl < 2) throw CLI::ValidationError("--engine-ttl", "at least 2 seconds");
     ao.machine_ttl = std::chrono::seconds(machine_ttl);
+    ao.engine_ttl = std::chrono::seconds(engine_ttl);
     rc = agent::RunAgent(ao, Version());
   });
 
@@ -409,6 +481,15 @@ int Main(int argc, char** argv) {
   history->add_option("NAME", name)->required();
   add_json(history);
   history->callback([&] { rc = JobHistory(g, name); });
+  int64_t revert_version = 0;
+  auto* revert =
+      job->add_subcommand("revert", "submit an earlier version's spec again, as a new version");
+  revert->add_option("NAME", name)->required();
+  revert->add_option("VERSION", revert_version, "the version to go back to (see job history)")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  add_json(revert);
+  revert->callback([&] { rc = JobRevert(g, name, revert_version); });
 
   // berth machine ...
   auto* machine = app.add_subcommand("machine", "machines in the cluster");
@@ -416,6 +497,34 @@ int Main(int argc, char** argv) {
   auto* mls = machine->add_subcommand("ls", "list machines");
   add_json(mls);
   mls->callback([&] { rc = MachineLs(g); });
+  std::string machine_id;
+  bool cancel = false;
+  auto* drain = machine->add_subcommand(
+      "drain", "move a machine's allocations elsewhere and give it no new ones (--cancel: stop)");
+  drain->add_option("ID", machine_id, "machine id")->required();
+  drain->add_flag("--cancel", cancel, "stop draining (the machine takes new allocations again)");
+  add_json(drain);
+  drain->callback([&] {
+    rc = MachineAdmin(g, machine_id, "drain", {{"enable", !cancel}},
+                      cancel ? "no longer draining"
+                             : "draining (no new allocations; its allocations move elsewhere)");
+  });
+  auto* eligible =
+      machine->add_subcommand("eligible", "let a machine take new allocations (also ends a drain)");
+  eligible->add_option("ID", machine_id, "machine id")->required();
+  add_json(eligible);
+  eligible->callback([&] {
+    rc = MachineAdmin(g, machine_id, "eligibility", {{"eligible", true}, {"drain", false}},
+                      "eligible (takes new allocations)");
+  });
+  auto* ineligible = machine->add_subcommand(
+      "ineligible", "give a machine no new allocations (what it runs stays)");
+  ineligible->add_option("ID", machine_id, "machine id")->required();
+  add_json(ineligible);
+  ineligible->callback([&] {
+    rc = MachineAdmin(g, machine_id, "eligibility", {{"eligible", false}},
+                      "ineligible (no new allocations; what it runs stays)");
+  });
 
   // berth alloc ...
   auto* alloc = app.add_subcommand("alloc", "allocations: a job's task groups placed on machines");
@@ -451,6 +560,14 @@ int Main(int argc, char** argv) {
 
   // berth version
   bool version_json = false;
+  // berth router
+  router::AddRouterCommand(app, rc);
+  // berth route ls|add|rm|import-hipache
+  AddRouteCommands(app, g.api, rc);
+  // berth acl bootstrap|token ...
+  AddAclCommands(app, g.api, rc);
+  AddSecretCommands(app, g.api, rc);
+
   auto* version = app.add_subcommand("version", "print the version");
   version->add_flag("--json", version_json, "print JSON");
   version->callback([&] { rc = VersionCmd(g, version_json); });

@@ -2,8 +2,23 @@
 
 #include <algorithm>
 #include <ctime>
+#include <iostream>
 
 namespace berth::cli {
+
+int ReportFailure(const Status& st) {
+  switch (st.code()) {
+    case Code::kUnauthenticated:
+      std::cerr << "berth: not authenticated: " << st.message() << "\n";
+      return 5;
+    case Code::kPermissionDenied:
+      std::cerr << "berth: permission denied: " << st.message() << "\n";
+      return 5;
+    default:
+      std::cerr << "berth: " << st.message() << "\n";
+      return st.code() == Code::kUnavailable ? 3 : (st.code() == Code::kNotFound ? 4 : 1);
+  }
+}
 
 using nlohmann::json;
 
@@ -170,6 +185,36 @@ void PrintAllocStatus(const json& a, int64_t now_ms, std::ostream& out) {
     t.Add({FormatTime(e, "time_ms"), OrDash(Str(e, "task", "")), OrDash(Str(e, "type", "")),
            Str(e, "message", "")});
   }
+  t.Print(out);
+}
+
+void PrintSecretRefs(const json& tasks, std::ostream& out) {
+  if (!tasks.is_array()) return;
+  Table t({"TASK", "PATH", "TARGET"});
+  bool any = false;
+  for (const auto& task : tasks) {
+    if (!task.is_object() || !task.contains("secrets") || !task["secrets"].is_array()) continue;
+    bool docker = Str(task, "driver", "") == "docker";
+    for (const auto& ref : task["secrets"]) {
+      std::string target;
+      if (std::string file = Str(ref, "file", ""); !file.empty()) {
+        target = "file " + std::string(docker ? "/run/secrets/" : "$BERTH_SECRETS_DIR/") + file +
+                 " (" + Str(ref, "mode", "0400");
+        for (const char* owner : {"uid", "gid"}) {
+          if (ref.contains(owner) && ref[owner].is_number_integer()) {
+            target += std::string(", ") + owner + " " + std::to_string(ref[owner].get<int64_t>());
+          }
+        }
+        target += ")";
+      } else {
+        target = "env " + Str(ref, "env");
+      }
+      t.Add({Str(task, "name"), Str(ref, "path"), target});
+      any = true;
+    }
+  }
+  if (!any) return;
+  out << "\nSecrets:\n";
   t.Print(out);
 }
 

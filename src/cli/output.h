@@ -11,7 +11,14 @@
 #include <string>
 #include <vector>
 
+#include "common/status.h"
+
 namespace berth::cli {
+
+// Prints a failed command's one line to stderr and returns its exit code (docs/cli.md): 1 a bad
+// request, 3 the agent or its store cannot be reached, 4 not found, 5 the agent refused the
+// token (401: none, unknown or revoked; 403: its policy does not allow this).
+int ReportFailure(const Status& st);
 
 // A plain text table: columns padded to their widest cell.
 class Table {
@@ -38,5 +45,11 @@ void PrintAllocTable(const nlohmann::json& allocs, int64_t now_ms, bool with_job
                      std::ostream& out);
 // One allocation: its fields, a table of its tasks, then its recent events.
 void PrintAllocStatus(const nlohmann::json& alloc, int64_t now_ms, std::ostream& out);
+
+// The secrets section of `berth job status` / `berth alloc status`: a table TASK, PATH, TARGET
+// of the references in `tasks` (task objects with "name", "driver" and "secrets", as in a job's
+// spec or an allocation's status); nothing when no task lists secrets. References only: the
+// API never has a value to show.
+void PrintSecretRefs(const nlohmann::json& tasks, std::ostream& out);
 
 }  // namespace berth::cli

@@ -5,11 +5,15 @@
 #include <condition_variable>
 #include <ctime>
 
+#include <string.h>
+
 namespace berth::driver {
 
 namespace {
 
 constexpr std::string_view kPortLabelPrefix = "berth.port.";
+// Where a container sees its task's secret files (spec::kContainerSecretsDir).
+constexpr std::string_view kSecretsTarget = "/run/secrets";
 constexpr char kMachineLabel[] = "berth.machine";
 constexpr std::chrono::milliseconds kMinBackoff{100};
 constexpr std::chrono::milliseconds kMaxBackoff{5000};
@@ -115,6 +119,14 @@ nlohmann::json DockerDriver::ContainerConfig(const StartRequest& request,
   if (!cmd.empty()) config["Cmd"] = cmd;
   nlohmann::json env = nlohmann::json::array();
   for (const auto& [k, v] : request.env) env.push_back(k + "=" + v);
+  // Env secrets are part of the container's configuration: the engine stores them and
+  // `docker inspect` shows them (docs/drivers.md#secrets: files are preferred).
+  for (const auto& [k, v] : request.secret_env) {
+    if (!request.env.count(k)) env.push_back(k + "=" + v);
+  }
+  if (!request.secrets_dir.empty() && !request.env.count("BERTH_SECRETS_DIR")) {
+    env.push_back("BERTH_SECRETS_DIR=" + std::string(kSecretsTarget));
+  }
   config["Env"] = env;
   if (!request.workdir.empty()) config["WorkingDir"] = request.workdir;
 
@@ -143,6 +155,13 @@ nlohmann::json DockerDriver::ContainerConfig(const StartRequest& request,
                       {"Target", v.target},
                       {"ReadOnly", v.read_only}});
   }
+  if (!request.secrets_dir.empty()) {
+    // Read-only: the task reads its secrets and cannot change what the next start gets.
+    mounts.push_back({{"Type", "bind"},
+                      {"Source", request.secrets_dir},
+                      {"Target", std::string(kSecretsTarget)},
+                      {"ReadOnly", true}});
+  }
   if (!mounts.empty()) host["Mounts"] = mounts;
   if (request.memory_bytes > 0) host["Memory"] = request.memory_bytes;
   if (request.cpu_shares > 0) host["CpuShares"] = request.cpu_shares;
@@ -153,7 +172,20 @@ nlohmann::json DockerDriver::ContainerConfig(const StartRequest& request,
 Result<TaskHandle> DockerDriver::Start(const StartRequest& request) {
   if (request.image.empty()) return InvalidArgument("docker task " + request.task + ": no image");
   const std::string name = ContainerName(request, options_.machine_id);
-  const nlohmann::json config = ContainerConfig(request, options_.publish_ip, options_.machine_id);
+  nlohmann::json config = ContainerConfig(request, options_.publish_ip, options_.machine_id);
+  // Best effort for env secrets: the config's copies are wiped when Start returns (the request
+  // body the client builds from it is not ours to reach; the engine keeps its own anyway).
+  struct EnvWiper {
+    nlohmann::json& config;
+    ~EnvWiper() {
+      auto it = config.find("Env");
+      if (it == config.end() || !it->is_array()) return;
+      for (auto& e : *it) {
+        auto& s = e.get_ref<std::string&>();
+        explicit_bzero(s.data(), s.size());
+      }
+    }
+  } wiper{config};
 
   auto created = client_->CreateContainer(name, config);
   if (!created.ok() && created.status().code() == Code::kAlreadyExists) {

@@ -15,6 +15,10 @@
 // Start never adopts or removes a container of another machine. With it empty, there is no
 // machine label and List() returns every berth container on the engine.
 //
+// Secrets: a request's `secrets_dir` is bind-mounted read-only at /run/secrets (and
+// BERTH_SECRETS_DIR=/run/secrets set); `secret_env` goes into the container's Env, where the
+// engine keeps it and `docker inspect` shows it, which is why files are the preferred target.
+//
 // Exit notifications (SetExitCallback): a watcher thread follows the engine's GET /events
 // (type=container, event=die, label berth.machine=<id> when set, else label berth.alloc) and
 // posts each dead container's berth.alloc to an ExitNotifier, which calls the callback from

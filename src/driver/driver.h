@@ -55,6 +55,13 @@ struct StartRequest {
   std::vector<VolumeMount> volumes;
   std::map<std::string, std::string> labels;
   std::string task_dir;  // per-allocation directory on the host (logs, state, secrets)
+  // Secrets (docs/drivers.md#secrets). `secrets_dir`: the host directory (on tmpfs) holding the
+  // task's secret files, "" when it has none; docker mounts it read-only at /run/secrets, a
+  // process finds it in BERTH_SECRETS_DIR. `secret_env`: environment variables whose values are
+  // secrets, set besides `env`. A driver never logs, stores or echoes their values, and wipes
+  // the copies it makes once the task is started.
+  std::string secrets_dir;
+  std::map<std::string, std::string> secret_env;
 };
 
 struct TaskHandle {

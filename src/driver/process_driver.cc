@@ -403,6 +403,9 @@ Result<TaskHandle> ProcessDriver::Start(const StartRequest& request) {
 
   std::map<std::string, std::string> env = request.env;
   if (!env.count("PATH")) env["PATH"] = kDefaultPath;
+  if (!request.secrets_dir.empty() && !env.count("BERTH_SECRETS_DIR")) {
+    env["BERTH_SECRETS_DIR"] = request.secrets_dir;
+  }
   BERTH_ASSIGN_OR_RETURN(std::string path, ResolveCommand(request.command, env["PATH"], workdir));
 
   // Everything the child needs is built before fork: after it, only async-signal-safe calls.
@@ -413,6 +416,21 @@ Result<TaskHandle> ProcessDriver::Start(const StartRequest& request) {
   argv.push_back(nullptr);
   std::vector<std::string> env_s;
   for (const auto& [k, v] : env) env_s.push_back(k + "=" + v);
+  // Env secrets: only in the child's environment (never in the state file); this copy is wiped
+  // when Start returns, in the parent (the child has exec'd or exited by then, or never will).
+  size_t plain_env = env_s.size();
+  for (const auto& [k, v] : request.secret_env) {
+    if (!env.count(k)) env_s.push_back(k + "=" + v);
+  }
+  struct EnvWiper {
+    std::vector<std::string>& env_s;
+    size_t from;
+    ~EnvWiper() {
+      for (size_t i = from; i < env_s.size(); ++i) {
+        explicit_bzero(env_s[i].data(), env_s[i].size());
+      }
+    }
+  } wiper{env_s, plain_env};
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);

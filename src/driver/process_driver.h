@@ -10,6 +10,10 @@
 // agent writes after saving it), so no task ever runs unrecorded. Processes are never tied to
 // the agent's life (no PR_SET_PDEATHSIG).
 //
+// Secrets: the child's environment gets the request's `secret_env` and, when the request has a
+// `secrets_dir`, BERTH_SECRETS_DIR pointing there; neither is written to the state file, and the
+// driver wipes its copies of the env values once the child is started.
+//
 // Handles are "<pid>:<starttime>", starttime being field 22 of /proc/<pid>/stat, so a recycled
 // pid never passes for our task. Each task has a JSON state file `<state_dir>/<pid>_<start>.json`
 // (handle, request summary, start time, and the exit code once this agent reaped it): a new

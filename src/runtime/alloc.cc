@@ -1,6 +1,9 @@
 #include "runtime/alloc.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <random>
+#include <utility>
 
 #include "spec/job_json.h"
 
@@ -151,6 +154,7 @@ AllocStatus AllocStatus::Pending(const Allocation& alloc) {
       r.name = task.name;
       r.driver = std::string(spec::DriverKindName(task.driver));
       r.health = task.health ? "unknown" : "";
+      r.secrets = task.secrets;
       s.tasks.push_back(std::move(r));
     }
   }
@@ -216,6 +220,24 @@ json AllocStatus::ToJson() const {
            {"started_at_ms", t.started_at_ms},
            {"finished_at_ms", t.finished_at_ms},
            {"message", t.message}};
+    if (!t.secrets.empty()) {
+      json refs = json::array();
+      for (const auto& ref : t.secrets) {
+        json rj = {{"path", ref.path}};
+        if (!ref.file.empty()) {
+          char mode[8];
+          std::snprintf(mode, sizeof mode, "0%o", static_cast<unsigned>(ref.mode));
+          rj["file"] = ref.file;
+          rj["mode"] = mode;
+          if (ref.uid >= 0) rj["uid"] = ref.uid;
+          if (ref.gid >= 0) rj["gid"] = ref.gid;
+        } else {
+          rj["env"] = ref.env;
+        }
+        refs.push_back(std::move(rj));
+      }
+      o["secrets"] = std::move(refs);
+    }
     jt.push_back(std::move(o));
   }
   json je = json::array();
@@ -279,6 +301,40 @@ Result<AllocStatus> AllocStatus::FromJson(const json& j, std::string_view source
       t.started_at_ms = tr.Int("started_at_ms");
       t.finished_at_ms = tr.Int("finished_at_ms");
       t.message = tr.Str("message", false);
+      if (tr.Has("secrets", false)) {
+        const json& refs = tasks[i].at("secrets");
+        if (!refs.is_array()) tr.Fail("secrets", "expected a list");
+        for (size_t k = 0; tr.status().ok() && k < refs.size(); ++k) {
+          Reader sr(refs[k], source,
+                    "tasks[" + std::to_string(i) + "].secrets[" + std::to_string(k) + "].");
+          spec::SecretRef ref;
+          ref.path = sr.Str("path");
+          ref.file = sr.Str("file", false);
+          ref.env = sr.Str("env", false);
+          std::string mode = sr.Str("mode", false);
+          if (!mode.empty()) {
+            char* end = nullptr;
+            long bits = std::strtol(mode.c_str(), &end, 8);
+            if (*end != '\0' || bits < 0 || bits > 07777) {
+              sr.Fail("mode", "expected an octal mode");
+            } else {
+              ref.mode = static_cast<int>(bits);
+            }
+          }
+          for (auto [field, id] : {std::pair{"uid", &ref.uid}, std::pair{"gid", &ref.gid}}) {
+            if (!sr.Has(field, false)) continue;
+            int64_t v = sr.Int(field);
+            if (v < 0 || v > spec::kMaxOwnerId) {
+              sr.Fail(field,
+                      "expected a uid or gid from 0 to " + std::to_string(spec::kMaxOwnerId));
+            } else {
+              *id = static_cast<int>(v);
+            }
+          }
+          tr.Merge(sr.status());
+          t.secrets.push_back(std::move(ref));
+        }
+      }
       r.Merge(tr.status());
       s.tasks.push_back(std::move(t));
     }

@@ -79,6 +79,9 @@ struct TaskReport {
   int64_t started_at_ms = 0;
   int64_t finished_at_ms = 0;
   std::string message;  // the last thing that happened, for people
+  // The task's secret references (path and target), never their values: what `berth alloc
+  // status` shows.
+  std::vector<spec::SecretRef> secrets;
   bool operator==(const TaskReport&) const = default;
 };
 

@@ -198,6 +198,38 @@ bool IsValidName(std::string_view s) {
   return true;
 }
 
+namespace {
+bool IsSecretNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || IsDigit(c) || c == '.' || c == '_' ||
+         c == '-';
+}
+}  // namespace
+
+bool IsValidSecretFileName(std::string_view s) {
+  if (s.empty() || s.size() > 255 || s == "." || s == "..") return false;
+  for (char c : s) {
+    if (!IsSecretNameChar(c)) return false;
+  }
+  return true;
+}
+
+bool IsValidSecretPath(std::string_view s) {
+  if (s.empty() || s.size() > 256) return false;
+  size_t start = 0;
+  while (true) {
+    size_t slash = s.find('/', start);
+    std::string_view segment =
+        s.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    if (!IsValidSecretFileName(segment)) return false;
+    if (slash == std::string_view::npos) return true;
+    start = slash + 1;
+  }
+}
+
+std::string SecretRef::Target() const {
+  return file.empty() ? "env " + env : "file " + file;
+}
+
 const Port* Task::FindPort(std::string_view port_name) const {
   for (const Port& p : ports) {
     if (p.name == port_name) return &p;

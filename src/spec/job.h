@@ -80,7 +80,10 @@ struct Constraint {
   bool operator==(const Constraint&) const = default;
 };
 
-// How the scheduler rolls a new version of a service job out. Stored; not yet acted on.
+// How the cluster engine rolls a new version of a service job out: at most `max_parallel`
+// instances of the old version are replaced at a time, each new one must stay healthy for
+// `min_healthy_time`, and a rollout not healthy within `healthy_deadline` fails (and, with
+// `auto_revert`, the last stable version is submitted again).
 struct UpdatePolicy {
   int max_parallel = 1;
   std::chrono::milliseconds min_healthy_time{10'000};
@@ -151,6 +154,24 @@ struct Volume {
   bool operator==(const Volume&) const = default;
 };
 
+// A secret the task needs: the agent opens the sealed value at `path` (secrets/<path> in the
+// store) before every start and hands it over as a file or an environment variable. Exactly one
+// of `file` and `env` is set. Only this reference is part of the job; the value never is.
+struct SecretRef {
+  std::string path;  // "db/password": segments of [A-Za-z0-9._-], no "." or ".." segment
+  std::string file;  // a file name in the task's secrets directory (docker: /run/secrets/<file>)
+  std::string env;   // an environment variable name
+  int mode = 0400;   // file only: owner-only permission bits (0400, 0500, 0600 or 0700)
+  // File only: the file's owner and group, for a container that runs as another user than the
+  // agent's (its image's USER); -1: the agent's own.
+  int uid = -1;
+  int gid = -1;
+
+  // "file db_password" or "env API_KEY": where the value goes, for people.
+  std::string Target() const;
+  bool operator==(const SecretRef&) const = default;
+};
+
 struct Task {
   std::string name;
   DriverKind driver = DriverKind::kDocker;
@@ -167,9 +188,28 @@ struct Task {
   std::vector<Volume> volumes;                     // docker only
   std::chrono::milliseconds kill_timeout{10'000};  // between the stop signal and SIGKILL
   std::map<std::string, std::string> labels;
+  std::vector<SecretRef> secrets;  // targets unique within the task
 
   const Port* FindPort(std::string_view port_name) const;
   bool operator==(const Task&) const = default;
+};
+
+// Where the scheduler puts a group's instances among the machines that pass its constraints.
+// A job file may write a `placement` block at job level (the default for every group) and at
+// group level (each key it writes replaces the job level's); the model holds the result per
+// group.
+struct Placement {
+  std::string strategy = "binpack";  // "binpack", "spread" or "random"
+  // spread: the machine attribute whose values the instances are spread over ("meta.rack");
+  // "machine.id" by default; empty for the other strategies.
+  std::string spread_attribute;
+  // fleet's MachineOf: only machines already running an allocation of each of these jobs.
+  std::vector<std::string> machine_of;
+  // fleet's Conflicts: never a machine running an allocation of a job matching any of these
+  // patterns ('*' matches any run of characters: "db-*").
+  std::vector<std::string> conflicts;
+
+  bool operator==(const Placement&) const = default;
 };
 
 struct Group {
@@ -177,6 +217,7 @@ struct Group {
   int count = 1;
   RestartPolicy restart;
   std::vector<Constraint> constraints;
+  Placement placement;
   std::vector<Task> tasks;
 
   bool operator==(const Group&) const = default;
@@ -200,5 +241,15 @@ struct Job {
 // Lower-case letters, digits and '-', starting with a letter or digit, at most 63 characters:
 // the rule for job, group and task names (they become parts of container names and DNS labels).
 bool IsValidName(std::string_view s);
+
+// A secret path: 1-256 characters, '/'-separated segments of letters, digits, '.', '_' and '-',
+// none empty, "." or "..": so it is relative and names one store key under secrets/.
+bool IsValidSecretPath(std::string_view s);
+// A secret file name: 1-255 letters, digits, '.', '_' and '-', not "." or "..".
+bool IsValidSecretFileName(std::string_view s);
+// The largest uid or gid a secret file may be given.
+constexpr int kMaxOwnerId = 2147483646;
+// Where a docker task sees its secret files.
+inline constexpr std::string_view kContainerSecretsDir = "/run/secrets";
 
 }  // namespace berth::spec

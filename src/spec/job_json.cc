@@ -1,5 +1,7 @@
 #include "spec/job_json.h"
 
+#include <cstdio>
+
 #include "spec/document.h"
 #include "spec/job_parser.h"
 
@@ -7,6 +9,13 @@ namespace berth::spec {
 namespace {
 
 using nlohmann::json;
+
+// "0400": a string, since JSON has no octal numbers.
+std::string FormatFileMode(int mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "0%o", static_cast<unsigned>(mode));
+  return buf;
+}
 
 json ConstraintsToJson(const std::vector<Constraint>& constraints) {
   json out = json::array();
@@ -17,6 +26,12 @@ json ConstraintsToJson(const std::vector<Constraint>& constraints) {
     out.push_back(std::move(j));
   }
   return out;
+}
+
+json PlacementToJson(const Placement& p) {
+  json j = {{"strategy", p.strategy}, {"machine_of", p.machine_of}, {"conflicts", p.conflicts}};
+  if (!p.spread_attribute.empty()) j["spread"] = p.spread_attribute;
+  return j;
 }
 
 json TaskToJson(const Task& t) {
@@ -65,6 +80,19 @@ json TaskToJson(const Task& t) {
     volumes.push_back({{"source", v.source}, {"target", v.target}, {"read_only", v.read_only}});
   }
   j["volumes"] = std::move(volumes);
+  json secrets = json::array();
+  for (const SecretRef& s : t.secrets) {
+    json sj = {{"path", s.path}};
+    if (!s.file.empty()) {
+      sj["file"] = s.file;
+      sj["mode"] = FormatFileMode(s.mode);
+      if (s.uid >= 0) sj["uid"] = s.uid;
+      if (s.gid >= 0) sj["gid"] = s.gid;
+    }
+    if (!s.env.empty()) sj["env"] = s.env;
+    secrets.push_back(std::move(sj));
+  }
+  j["secrets"] = std::move(secrets);
   return j;
 }
 
@@ -87,6 +115,7 @@ json JobToJson(const Job& job) {
              {"mode", RestartModeName(g.restart.mode)},
          }},
         {"constraints", ConstraintsToJson(g.constraints)},
+        {"placement", PlacementToJson(g.placement)},
         {"tasks", std::move(tasks)},
     });
   }

@@ -113,6 +113,33 @@ bool IsValidHost(std::string_view s) {
   return label_len > 0 && s.back() != '-';
 }
 
+bool IsPlacementStrategy(std::string_view s) {
+  return s == "binpack" || s == "spread" || s == "random";
+}
+
+// A job name in which '*' may stand for any run of characters ("db-*", "*-cache").
+bool IsJobPattern(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  for (char c : s) {
+    if (!IsLower(c) && !IsDigit(c) && c != '-' && c != '*') return false;
+  }
+  return true;
+}
+
+// An octal file mode written "0400", "400" or "0o400" (a string in JSON, since JSON has no
+// octal numbers); nullopt for anything else or above 07777.
+std::optional<int> ParseFileMode(std::string_view s) {
+  if (s.substr(0, 2) == "0o") s.remove_prefix(2);
+  if (s.empty() || s.size() > 5) return std::nullopt;
+  int v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '7') return std::nullopt;
+    v = v * 8 + (c - '0');
+  }
+  if (v > 07777) return std::nullopt;
+  return v;
+}
+
 std::string Join(std::initializer_list<std::string_view> items) {
   std::string out;
   for (std::string_view s : items) {
@@ -336,7 +363,12 @@ class Decoder {
   Status DecodeConstraints(const Fields& f, std::vector<Constraint>* out) const;
   Status DecodeConstraint(const DocNode& n, const std::string& path, Constraint* c) const;
   Status DecodeUpdate(const DocNode& n, const std::string& path, UpdatePolicy* u) const;
-  Status DecodeGroup(const DocNode& n, const std::string& path, Group* g) const;
+  Status DecodeGroup(const DocNode& n, const std::string& path, const Job& job, Group* g) const;
+  // Reads a placement block over `*p`, which holds what the block inherits (the defaults, or
+  // the job-level block for a group): each key written replaces the inherited value, and
+  // writing `strategy` drops an inherited `spread`.
+  Status DecodePlacement(const DocNode& n, const std::string& path, const Job& job,
+                         Placement* p) const;
   Status DecodeRestart(const DocNode& n, const std::string& path, RestartPolicy* r) const;
   Status DecodeTask(const DocNode& n, const std::string& path, Task* t) const;
   Status DecodePort(const DocNode& n, const std::string& path, const Task& t, Port* p) const;
@@ -345,6 +377,7 @@ class Decoder {
                       HealthCheck* h) const;
   Status DecodeRoute(const DocNode& n, const std::string& path, const Task& t, Route* r) const;
   Status DecodeVolume(const DocNode& n, const std::string& path, Volume* v) const;
+  Status DecodeSecret(const DocNode& n, const std::string& path, const Task& t, SecretRef* s) const;
   // Reads a port reference, defaulting to the task's only port.
   Status PortRef(const Fields& f, const Task& t, std::string* out) const;
 
@@ -353,9 +386,9 @@ class Decoder {
 
 Status Decoder::DecodeJob(const DocNode& n, Job* job) {
   if (n.kind == DocNode::Kind::kNull) return Error(n, "", "the document is empty");
-  BERTH_RETURN_IF_ERROR(ExpectMap(
-      n, "",
-      {"name", "type", "priority", "datacenters", "constraints", "update", "groups", "version"}));
+  BERTH_RETURN_IF_ERROR(ExpectMap(n, "",
+                                  {"name", "type", "priority", "datacenters", "constraints",
+                                   "update", "placement", "groups", "version"}));
   Fields f{n, ""};
   BERTH_RETURN_IF_ERROR(Name(f, "name", &job->name));
   BERTH_RETURN_IF_ERROR(
@@ -377,6 +410,11 @@ Status Decoder::DecodeJob(const DocNode& n, Job* job) {
   if (const DocNode* u = f.Get("update")) {
     BERTH_RETURN_IF_ERROR(DecodeUpdate(*u, "update", &job->update));
   }
+  // The job-level block is every group's starting point.
+  Placement job_placement;
+  if (const DocNode* p = f.Get("placement")) {
+    BERTH_RETURN_IF_ERROR(DecodePlacement(*p, "placement", *job, &job_placement));
+  }
   const DocNode* groups = f.Get("groups");
   if (groups == nullptr) return Missing(f, "groups");
   BERTH_RETURN_IF_ERROR(ExpectList(*groups, "groups"));
@@ -385,7 +423,8 @@ Status Decoder::DecodeJob(const DocNode& n, Job* job) {
   for (size_t i = 0; i < groups->children.size(); ++i) {
     std::string path = "groups[" + std::to_string(i) + "]";
     Group g;
-    BERTH_RETURN_IF_ERROR(DecodeGroup(groups->children[i], path, &g));
+    g.placement = job_placement;
+    BERTH_RETURN_IF_ERROR(DecodeGroup(groups->children[i], path, *job, &g));
     if (!names.insert(g.name).second) {
       return Error(*Fields{groups->children[i], path}.Get("name"), path + ".name",
                    "duplicate group name \"" + g.name + "\"");
@@ -466,8 +505,78 @@ Status Decoder::DecodeUpdate(const DocNode& n, const std::string& path, UpdatePo
   return Status::Ok();
 }
 
-Status Decoder::DecodeGroup(const DocNode& n, const std::string& path, Group* g) const {
-  BERTH_RETURN_IF_ERROR(ExpectMap(n, path, {"name", "count", "restart", "constraints", "tasks"}));
+Status Decoder::DecodePlacement(const DocNode& n, const std::string& path, const Job& job,
+                                Placement* p) const {
+  BERTH_RETURN_IF_ERROR(ExpectMap(n, path, {"strategy", "spread", "machine_of", "conflicts"}));
+  Fields f{n, path};
+  if (const DocNode* v = f.Get("strategy")) {
+    std::string strategy;
+    BERTH_RETURN_IF_ERROR(ScalarString(*v, f.PathOf("strategy"), &strategy));
+    if (!IsPlacementStrategy(strategy)) {
+      return Error(*v, f.PathOf("strategy"),
+                   "unknown strategy " + Shown(*v) + " (expected one of binpack, spread, random)");
+    }
+    // An inherited spread attribute goes with an inherited spread strategy only.
+    if (strategy != "spread") p->spread_attribute.clear();
+    p->strategy = std::move(strategy);
+  }
+  if (const DocNode* v = f.Get("spread")) {
+    BERTH_RETURN_IF_ERROR(ScalarString(*v, f.PathOf("spread"), &p->spread_attribute));
+    if (p->strategy != "spread") {
+      return Error(*v, f.PathOf("spread"),
+                   "only allowed with strategy spread (the strategy here is " + p->strategy + ")");
+    }
+    if (!IsToken(p->spread_attribute, "-_./", 255)) {
+      return Error(*v, f.PathOf("spread"),
+                   "expected an attribute such as meta.rack or machine.id, got " + Shown(*v));
+    }
+  }
+  if (p->strategy == "spread" && p->spread_attribute.empty()) p->spread_attribute = "machine.id";
+
+  if (const DocNode* v = f.Get("machine_of")) {
+    std::vector<std::string> jobs;
+    BERTH_RETURN_IF_ERROR(StringList(f, "machine_of", &jobs));
+    std::set<std::string> seen;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      const DocNode& item = v->children[i];
+      std::string item_path = f.PathOf("machine_of") + "[" + std::to_string(i) + "]";
+      if (!IsValidName(jobs[i])) {
+        return Error(
+            item, item_path,
+            "expected a job name of lower-case letters, digits and '-', got " + Shown(item));
+      }
+      if (jobs[i] == job.name) {
+        return Error(item, item_path,
+                     "names this job itself (a job cannot wait for machines already running it)");
+      }
+      if (!seen.insert(jobs[i]).second) return Error(item, item_path, "duplicate job name");
+    }
+    p->machine_of = std::move(jobs);
+  }
+  if (const DocNode* v = f.Get("conflicts")) {
+    std::vector<std::string> patterns;
+    BERTH_RETURN_IF_ERROR(StringList(f, "conflicts", &patterns));
+    std::set<std::string> seen;
+    for (size_t i = 0; i < patterns.size(); ++i) {
+      const DocNode& item = v->children[i];
+      std::string item_path = f.PathOf("conflicts") + "[" + std::to_string(i) + "]";
+      if (!IsJobPattern(patterns[i])) {
+        return Error(item, item_path,
+                     "expected a job name or a pattern of lower-case letters, digits, '-' and "
+                     "'*' (at most 63), got " +
+                         Shown(item));
+      }
+      if (!seen.insert(patterns[i]).second) return Error(item, item_path, "duplicate pattern");
+    }
+    p->conflicts = std::move(patterns);
+  }
+  return Status::Ok();
+}
+
+Status Decoder::DecodeGroup(const DocNode& n, const std::string& path, const Job& job,
+                            Group* g) const {
+  BERTH_RETURN_IF_ERROR(
+      ExpectMap(n, path, {"name", "count", "restart", "constraints", "placement", "tasks"}));
   Fields f{n, path};
   BERTH_RETURN_IF_ERROR(Name(f, "name", &g->name));
   BERTH_RETURN_IF_ERROR(Int(f, "count", 0, kMaxCount, &g->count));
@@ -475,6 +584,9 @@ Status Decoder::DecodeGroup(const DocNode& n, const std::string& path, Group* g)
     BERTH_RETURN_IF_ERROR(DecodeRestart(*r, f.PathOf("restart"), &g->restart));
   }
   BERTH_RETURN_IF_ERROR(DecodeConstraints(f, &g->constraints));
+  if (const DocNode* p = f.Get("placement")) {
+    BERTH_RETURN_IF_ERROR(DecodePlacement(*p, f.PathOf("placement"), job, &g->placement));
+  }
   const DocNode* tasks = f.Get("tasks");
   std::string tasks_path = f.PathOf("tasks");
   if (tasks == nullptr) return Missing(f, "tasks");
@@ -529,7 +641,7 @@ Status Decoder::DecodeTask(const DocNode& n, const std::string& path, Task* t) c
   BERTH_RETURN_IF_ERROR(ExpectMap(
       n, path,
       {"name", "driver", "image", "command", "args", "env", "workdir", "ports", "resources",
-       "constraints", "health", "route", "volumes", "kill_timeout", "labels"}));
+       "constraints", "health", "route", "volumes", "kill_timeout", "labels", "secrets"}));
   Fields f{n, path};
   BERTH_RETURN_IF_ERROR(Name(f, "name", &t->name));
   if (f.Get("driver") == nullptr) return Missing(f, "driver", "required (docker or process)");
@@ -626,6 +738,106 @@ Status Decoder::DecodeTask(const DocNode& n, const std::string& path, Task* t) c
   BERTH_RETURN_IF_ERROR(StringMap(
       f, "labels", [](std::string_view k) { return IsToken(k, "-_./", 253); },
       "expected a label key of letters, digits, '-', '_', '.' and '/'", &t->labels));
+  if (const DocNode* secrets = f.Get("secrets")) {
+    std::string secrets_path = f.PathOf("secrets");
+    BERTH_RETURN_IF_ERROR(ExpectList(*secrets, secrets_path));
+    std::set<std::string> files;
+    std::set<std::string> envs;
+    for (size_t i = 0; i < secrets->children.size(); ++i) {
+      std::string secret_path = secrets_path + "[" + std::to_string(i) + "]";
+      SecretRef ref;
+      BERTH_RETURN_IF_ERROR(DecodeSecret(secrets->children[i], secret_path, *t, &ref));
+      Fields sf{secrets->children[i], secret_path};
+      if (!ref.file.empty() && !files.insert(ref.file).second) {
+        return Error(*sf.Get("file"), sf.PathOf("file"),
+                     "another secret of this task already goes to file \"" + ref.file + "\"");
+      }
+      if (!ref.env.empty() && !envs.insert(ref.env).second) {
+        return Error(*sf.Get("env"), sf.PathOf("env"),
+                     "another secret of this task already goes to env " + ref.env);
+      }
+      t->secrets.push_back(std::move(ref));
+    }
+    // The secret files are mounted read-only at /run/secrets: a volume there (or inside it)
+    // would hide them or fail to mount. A volume at a parent (/run) is fine: the engine mounts
+    // the deeper path on top.
+    if (docker && !files.empty()) {
+      const std::string dir(kContainerSecretsDir);
+      for (size_t i = 0; i < t->volumes.size(); ++i) {
+        const std::string& target = t->volumes[i].target;
+        if (target == dir || target.rfind(dir + "/", 0) == 0) {
+          std::string vol_path = f.PathOf("volumes") + "[" + std::to_string(i) + "]";
+          return Error(*Fields{f.Get("volumes")->children[i], vol_path}.Get("target"),
+                       vol_path + ".target",
+                       "overlaps " + dir + ", where the task's secret files are mounted");
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status Decoder::DecodeSecret(const DocNode& n, const std::string& path, const Task& t,
+                             SecretRef* s) const {
+  BERTH_RETURN_IF_ERROR(ExpectMap(n, path, {"path", "file", "env", "mode", "uid", "gid"}));
+  Fields f{n, path};
+  BERTH_RETURN_IF_ERROR(RequiredString(f, "path", &s->path));
+  if (!IsValidSecretPath(s->path)) {
+    return Error(*f.Get("path"), f.PathOf("path"),
+                 "expected a relative secret path such as db/password ('/'-separated segments of "
+                 "letters, digits, '.', '_' and '-'; no empty, \".\" or \"..\" segment), got " +
+                     Shown(*f.Get("path")));
+  }
+  const DocNode* file = f.Get("file");
+  const DocNode* env = f.Get("env");
+  if (file != nullptr && env != nullptr) {
+    return Error(*env, f.PathOf("env"), "a secret goes to a file or to env, not both");
+  }
+  if (file == nullptr && env == nullptr) {
+    return Missing(f, "file", "required: where the secret goes (file, or env)");
+  }
+  if (file != nullptr) {
+    BERTH_RETURN_IF_ERROR(RequiredString(f, "file", &s->file));
+    if (!IsValidSecretFileName(s->file)) {
+      return Error(*file, f.PathOf("file"),
+                   "expected a file name of letters, digits, '.', '_' and '-' (no '/', not "
+                   "\".\" or \"..\"), got " +
+                       Shown(*file));
+    }
+  } else {
+    BERTH_RETURN_IF_ERROR(RequiredString(f, "env", &s->env));
+    if (!IsValidEnvName(s->env)) {
+      return Error(*env, f.PathOf("env"),
+                   "expected an environment variable name (letters, digits, '_', not starting "
+                   "with a digit), got " +
+                       Shown(*env));
+    }
+    if (s->env.rfind("BERTH_", 0) == 0) {
+      return Error(*env, f.PathOf("env"), "BERTH_ variables are reserved: the agent sets them");
+    }
+    if (t.env.count(s->env)) {
+      return Error(*env, f.PathOf("env"), s->env + " is already set in the task's env");
+    }
+  }
+  if (const DocNode* mode = f.Get("mode")) {
+    if (file == nullptr) return Error(*mode, f.PathOf("mode"), "only allowed for a file secret");
+    std::optional<int> bits;
+    if (mode->kind == DocNode::Kind::kScalar) bits = ParseFileMode(mode->scalar);
+    if (!bits || (*bits & 077) != 0 || (*bits & 0400) == 0) {
+      return Error(*mode, f.PathOf("mode"),
+                   "expected an owner-only octal mode that lets the owner read: 0400, 0500, 0600 "
+                   "or 0700, got " +
+                       Shown(*mode));
+    }
+    s->mode = *bits;
+  }
+  for (const char* owner : {"uid", "gid"}) {
+    if (const DocNode* v = f.Get(owner); v != nullptr && file == nullptr) {
+      return Error(*v, f.PathOf(owner), "only allowed for a file secret");
+    }
+  }
+  BERTH_RETURN_IF_ERROR(Int(f, "uid", 0, kMaxOwnerId, &s->uid));
+  BERTH_RETURN_IF_ERROR(Int(f, "gid", 0, kMaxOwnerId, &s->gid));
   return Status::Ok();
 }
 

@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <thread>
 
-#include "agent/dev_placer.h"
 #include "agent/fake_driver.h"
 #include "jobs/job_registry.h"
 #include "store/store_factory.h"
@@ -333,63 +332,6 @@ TEST_F(ReconcilerTest, LogsComeFromTheTasksDriver) {
   EXPECT_EQ(LogsOf("a1", "t"), "logs of fake-1\n");
   EXPECT_EQ(reconciler_->Logs("nope", "t", {}, [](std::string_view) { return true; }).code(),
             Code::kNotFound);
-}
-
-class DevPlacerTest : public ReconcilerTest {
- protected:
-  std::vector<Allocation> Allocs() {
-    std::vector<Allocation> out;
-    auto r = store_->Range(keys_.MachineAllocs("m1"));
-    for (const auto& kv : r->kvs) {
-      out.push_back(*Allocation::FromJson(nlohmann::json::parse(kv.value), kv.key));
-    }
-    return out;
-  }
-};
-
-TEST_F(DevPlacerTest, PlacesScalesReplacesAndStops) {
-  jobs::JobRegistry registry(*store_, keys_, SystemClock::Shared());
-  DevPlacer placer(*store_, keys_, "m1", SystemClock::Shared());
-  ASSERT_TRUE(registry.Submit(MakeJob("web", 3)).ok());
-  ASSERT_TRUE(placer.PlaceOnce().ok());
-  auto first = Allocs();
-  ASSERT_EQ(first.size(), 3u);
-  std::set<int> indexes;
-  for (const auto& a : first) indexes.insert(a.index);
-  EXPECT_EQ(indexes, (std::set<int>{0, 1, 2}));
-
-  ASSERT_TRUE(registry.Submit(MakeJob("web", 2)).ok());  // scale down: index 2 goes
-  ASSERT_TRUE(placer.PlaceOnce().ok());
-  auto second = Allocs();
-  ASSERT_EQ(second.size(), 2u);
-  for (const auto& a : second) EXPECT_LT(a.index, 2);
-
-  auto changed = MakeJob("web", 2);
-  changed.groups[0].tasks[0].args = {"new"};
-  ASSERT_TRUE(registry.Submit(changed).ok());  // a new group spec replaces the instances
-  ASSERT_TRUE(placer.PlaceOnce().ok());
-  auto third = Allocs();
-  ASSERT_EQ(third.size(), 2u);
-  for (const auto& a : third) {
-    EXPECT_EQ(a.job_version, 3);
-    for (const auto& b : second) EXPECT_NE(a.id, b.id);
-  }
-
-  ASSERT_TRUE(registry.Stop("web").ok());
-  ASSERT_TRUE(placer.PlaceOnce().ok());
-  EXPECT_TRUE(Allocs().empty());
-}
-
-TEST_F(DevPlacerTest, WatchesJobsEndToEnd) {
-  jobs::JobRegistry registry(*store_, keys_, SystemClock::Shared());
-  DevPlacer placer(*store_, keys_, "m1", SystemClock::Shared());
-  placer.Start();
-  StartReconciler();
-  ASSERT_TRUE(registry.Submit(MakeJob("web", 2)).ok());
-  ASSERT_TRUE(WaitFor([&] { return driver_.RunningCount() == 2; }));
-  ASSERT_TRUE(registry.Stop("web").ok());
-  ASSERT_TRUE(WaitFor([&] { return driver_.RunningCount() == 0; }));
-  ASSERT_TRUE(WaitFor([&] { return store_->Range(keys_.Status())->kvs.empty(); }));
 }
 
 TEST(InterpolateTest, ReplacesKnownNamesOnly) {

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cli/api_client.h"
+#include "engine/records.h"
 #include "runtime/alloc.h"
 #include "spec/job_parser.h"
 #include "store/embedded_store.h"
@@ -100,6 +101,10 @@ class ApiServiceTest : public ::testing::Test {
     ctx.keys = keys_;
     ctx.jobs = registry_.get();
     ctx.version = "test";
+    // These tests are about what the routes do: an access control that lets everyone in
+    // (tests/api/acl_api_test.cc is about who gets in).
+    ctx.access = std::make_shared<acl::AccessControl>(
+        *store_, keys_, acl::AccessControl::Options{.enforce = false});
     Customize(ctx);
     RegisterApiRoutes(*server_, ctx);
     ASSERT_TRUE(server_->Start().ok());
@@ -642,6 +647,8 @@ TEST_F(AllocApiTest, LogsOnAnotherMachineRedirectToItsAgent) {
   ctx2.keys = keys_;
   ctx2.jobs = registry_.get();
   ctx2.machine_id = "m2";
+  ctx2.access = std::make_shared<acl::AccessControl>(*store_, keys_,
+                                                     acl::AccessControl::Options{.enforce = false});
   std::string asked;
   ctx2.alloc_logs = [&](const std::string& id, const std::string& task, bool, int64_t tail, bool,
                         bool, const std::function<bool(std::string_view)>& sink) {
@@ -698,6 +705,294 @@ TEST_F(NoLogsAllocApiTest, LogsWithoutALogSourceAre503) {
   EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
   EXPECT_NE(st.message().find("runs no allocations"), std::string::npos) << st.message();
   EXPECT_TRUE(got.empty());
+}
+
+using cli::ApiResponse;
+
+// Machine admin settings, the engine leader, deployments and revert: records the engine and
+// agents write are written here by the test itself.
+class ClusterApiTest : public ApiServiceTest {
+ protected:
+  void Customize(ApiContext& ctx) override { ctx.clock = clock_; }
+
+  void Put(const std::string& key, const json& value) {
+    ASSERT_TRUE(inner_->Put(key, value.dump()).ok());
+  }
+  void PutMachine(const std::string& id) {
+    Put(keys_.Machine(id),
+        {{"id", id}, {"address", "10.0.0.1:4680"}, {"cpus", 4}, {"eligible", true}});
+  }
+  // The stored admin settings of a machine.
+  engine::MachineAdmin StoredAdmin(const std::string& id) {
+    auto kv = inner_->Get(keys_.MachineAdmin(id));
+    EXPECT_TRUE(kv.ok() && kv->has_value());
+    if (!kv.ok() || !kv->has_value()) return {};
+    auto a = engine::MachineAdmin::FromJson(json::parse((*kv)->value));
+    EXPECT_TRUE(a.ok()) << a.status().ToString();
+    return a.ok() ? *a : engine::MachineAdmin{};
+  }
+  Result<ApiResponse> PutJson(const std::string& target, const std::string& body) {
+    return client_->Call("PUT", target, body, "application/json");
+  }
+
+  std::shared_ptr<ManualClock> clock_ = std::make_shared<ManualClock>();
+};
+
+TEST_F(ClusterApiTest, MachinesShowAdminSettingsAllocationsAndLeader) {
+  PutMachine("m1");
+  PutMachine("m2");
+  Put(keys_.MachineAdmin("m2"), engine::MachineAdmin{false, false, 5}.ToJson());
+  Put(keys_.MachineAdmin("m4"), engine::MachineAdmin{true, true, 6}.ToJson());
+  Put(keys_.Alloc("m1", "a"), json::object());
+  Put(keys_.Alloc("m1", "b"), json::object());
+  Put(keys_.Alloc("m3", "c"), json::object());
+  Put(keys_.EngineLeader(), engine::LeaderRecord{"m1", "10.0.0.1:4680", 7}.ToJson());
+
+  auto list = client_->CallJson("GET", "/v1/machines");
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  ASSERT_EQ(list->size(), 4u) << list->dump();
+  const json& m1 = (*list)[0];
+  EXPECT_EQ(m1["id"], "m1");
+  EXPECT_EQ(m1["status"], "ready");
+  EXPECT_EQ(m1["cpus"], 4);
+  EXPECT_EQ(m1["eligible"], true);
+  EXPECT_EQ(m1["drain"], false);
+  EXPECT_EQ(m1["allocations"], 2);
+  EXPECT_EQ(m1["leader"], true);
+  const json& m2 = (*list)[1];
+  EXPECT_EQ(m2["eligible"], false);  // the admin record wins over the machine record's field
+  EXPECT_EQ(m2["admin_updated_at"], 5);
+  EXPECT_EQ(m2["allocations"], 0);
+  EXPECT_EQ(m2["leader"], false);
+  // Known only by its allocations, or only by its admin settings: down.
+  EXPECT_EQ((*list)[2], (json{{"id", "m3"},
+                              {"status", "down"},
+                              {"eligible", true},
+                              {"drain", false},
+                              {"admin_updated_at", 0},
+                              {"allocations", 1},
+                              {"leader", false}}));
+  EXPECT_EQ((*list)[3]["id"], "m4");
+  EXPECT_EQ((*list)[3]["status"], "down");
+  EXPECT_EQ((*list)[3]["drain"], true);
+
+  auto one = client_->CallJson("GET", "/v1/machines/m1");
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(*one, m1);
+  auto down = client_->CallJson("GET", "/v1/machines/m3");
+  ASSERT_TRUE(down.ok());
+  EXPECT_EQ((*down)["status"], "down");
+  auto missing = client_->Call("GET", "/v1/machines/nosuch");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(missing->json["error"], "machine nosuch not found");
+
+  // An unreadable admin record counts as the defaults; a corrupt leader record loses the mark
+  // only.
+  Put(keys_.MachineAdmin("m2"), "eligible");
+  ASSERT_TRUE(inner_->Put(keys_.EngineLeader(), "{").ok());
+  list = client_->CallJson("GET", "/v1/machines");
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  EXPECT_EQ((*list)[1]["eligible"], true);
+  EXPECT_EQ((*list)[0]["leader"], false);
+}
+
+TEST_F(ClusterApiTest, DrainAndEligibilityReadModifyWriteTheAdminRecord) {
+  PutMachine("m1");
+  // An empty body drains.
+  auto r = client_->Call("PUT", "/v1/machines/m1/drain");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->json, (json{{"id", "m1"},
+                           {"eligible", true},
+                           {"drain", true},
+                           {"updated_at", clock_->WallMillis()}}));
+  EXPECT_EQ(StoredAdmin("m1"), (engine::MachineAdmin{true, true, clock_->WallMillis()}));
+
+  clock_->Advance(std::chrono::seconds(5));
+  r = PutJson("/v1/machines/m1/eligibility", R"({"eligible": false})");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200) << r->body;
+  // Only eligibility changed: the machine still drains.
+  EXPECT_EQ(StoredAdmin("m1"), (engine::MachineAdmin{false, true, clock_->WallMillis()}));
+  r = PutJson("/v1/machines/m1/drain", R"({"enable": false})");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(StoredAdmin("m1"), (engine::MachineAdmin{false, false, clock_->WallMillis()}));
+  r = PutJson("/v1/machines/m1/drain", R"({"enable": true})");
+  ASSERT_TRUE(r.ok());
+  // `berth machine eligible`: both at once.
+  r = PutJson("/v1/machines/m1/eligibility", R"({"eligible": true, "drain": false})");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(StoredAdmin("m1"), (engine::MachineAdmin{true, false, clock_->WallMillis()}));
+  auto view = client_->CallJson("GET", "/v1/machines/m1");
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ((*view)["eligible"], true);
+  EXPECT_EQ((*view)["drain"], false);
+
+  // A machine that is down but has settings can still be changed; one never seen cannot.
+  ASSERT_TRUE(inner_->Delete(keys_.Machine("m1")).ok());
+  r = PutJson("/v1/machines/m1/drain", "{}");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200) << r->body;
+  r = PutJson("/v1/machines/m9/drain", "{}");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(r->json["error"],
+            "machine m9 not found (it is not registered and has no admin settings)");
+  auto absent = inner_->Get(keys_.MachineAdmin("m9"));
+  ASSERT_TRUE(absent.ok());
+  EXPECT_FALSE(absent->has_value());
+}
+
+TEST_F(ClusterApiTest, AdminBodiesAreCheckedStrictly) {
+  PutMachine("m1");
+  struct Case {
+    std::string target;
+    std::string body;
+    std::string error;
+  };
+  const Case cases[] = {
+      {"/v1/machines/m1/drain", R"({"enable": "yes"})",
+       "request body: \"enable\" must be true or false, got \"yes\""},
+      {"/v1/machines/m1/drain", R"({"enabled": true})",
+       "request body: unknown field \"enabled\" (expected enable)"},
+      {"/v1/machines/m1/drain", "true", "request body: expected a JSON object"},
+      {"/v1/machines/m1/drain", "{", "request body: expected a JSON object"},
+      {"/v1/machines/m1/eligibility", "{}",
+       "request body: \"eligible\" (true or false) is required"},
+      {"/v1/machines/m1/eligibility", R"({"eligible": 1})",
+       "request body: \"eligible\" must be true or false, got 1"},
+      {"/v1/machines/m1/eligibility", R"({"eligible": true, "drain": null})",
+       "request body: \"drain\" must be true or false, got null"},
+  };
+  for (const Case& c : cases) {
+    auto r = PutJson(c.target, c.body);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->status, 400) << c.body;
+    EXPECT_EQ(r->json["error"], c.error) << c.body;
+  }
+  // Nothing was written.
+  auto kv = inner_->Get(keys_.MachineAdmin("m1"));
+  ASSERT_TRUE(kv.ok());
+  EXPECT_FALSE(kv->has_value());
+}
+
+TEST_F(ClusterApiTest, ConcurrentAdminChangesAreNotLost) {
+  PutMachine("m1");
+  for (int round = 0; round < 10; ++round) {
+    ASSERT_TRUE(
+        PutJson("/v1/machines/m1/eligibility", R"({"eligible": true, "drain": false})").ok());
+    std::thread drain([&] {
+      cli::ApiClient c(client_->address());
+      EXPECT_EQ(c.Call("PUT", "/v1/machines/m1/drain", "{}", "application/json")->status, 200);
+    });
+    std::thread ineligible([&] {
+      cli::ApiClient c(client_->address());
+      EXPECT_EQ(
+          c.Call("PUT", "/v1/machines/m1/eligibility", R"({"eligible": false})", "application/json")
+              ->status,
+          200);
+    });
+    drain.join();
+    ineligible.join();
+    engine::MachineAdmin a = StoredAdmin("m1");
+    EXPECT_TRUE(a.drain) << "round " << round;
+    EXPECT_FALSE(a.eligible) << "round " << round;
+  }
+}
+
+TEST_F(ClusterApiTest, EngineLeader) {
+  auto r = client_->Call("GET", "/v1/engine");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(r->json["error"],
+            "no engine leader: no agent holds the engine lease (none running, or an election "
+            "is under way)");
+  Put(keys_.EngineLeader(), engine::LeaderRecord{"m1", "10.0.0.1:4680", 7}.ToJson());
+  auto leader = client_->CallJson("GET", "/v1/engine");
+  ASSERT_TRUE(leader.ok());
+  EXPECT_EQ(*leader, (json{{"machine", "m1"}, {"address", "10.0.0.1:4680"}, {"since", 7}}));
+  Put(keys_.EngineLeader(), json{{"address", "x"}});
+  r = client_->Call("GET", "/v1/engine");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 500);
+  EXPECT_NE(r->json["error"].get<std::string>().find("/api-test/engine/leader"), std::string::npos)
+      << r->body;
+}
+
+TEST_F(ClusterApiTest, JobShowsItsDeploymentAndHistoryItsStableVersion) {
+  ASSERT_TRUE(client_->Call("POST", "/v1/jobs", kJob, "application/yaml").ok());
+  std::string v2 = kJob;
+  v2.replace(v2.find("count: 2"), 8, "count: 3");
+  ASSERT_TRUE(client_->Call("POST", "/v1/jobs", v2, "application/yaml").ok());
+  auto job = client_->CallJson("GET", "/v1/jobs/web");
+  ASSERT_TRUE(job.ok());
+  EXPECT_FALSE(job->contains("deployment"));
+  auto versions = client_->CallJson("GET", "/v1/jobs/web/versions");
+  ASSERT_TRUE(versions.ok());
+  EXPECT_EQ((*versions)[0]["stable"], false);
+  EXPECT_FALSE((*versions)[1].contains("deployment"));
+
+  engine::Deployment d;
+  d.job = "web";
+  d.version = 2;
+  d.state = engine::DeploymentState::kFailed;
+  d.message = "healthy deadline passed";
+  d.stable_version = 1;
+  d.groups["frontend"] = {3, 2, 1, 1, "0 of 3 machines: 2 lacked memory, 1 is ineligible"};
+  Put(keys_.Deployment("web"), d.ToJson());
+  job = client_->CallJson("GET", "/v1/jobs/web");
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ((*job)["deployment"], d.ToJson());
+  versions = client_->CallJson("GET", "/v1/jobs/web/versions");
+  ASSERT_TRUE(versions.ok());
+  EXPECT_EQ((*versions)[0]["stable"], true);
+  EXPECT_EQ((*versions)[1]["stable"], false);
+  EXPECT_EQ((*versions)[1]["deployment"], "failed");
+
+  // A corrupt deployment record does not hide the job.
+  Put(keys_.Deployment("web"), json{{"job", "web"}, {"state", "exploded"}});
+  job = client_->CallJson("GET", "/v1/jobs/web");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_FALSE(job->contains("deployment"));
+  EXPECT_NE((*job)["deployment_error"].get<std::string>().find("unknown state"), std::string::npos);
+}
+
+TEST_F(ClusterApiTest, RevertSubmitsAnOldVersion) {
+  ASSERT_TRUE(client_->Call("POST", "/v1/jobs", kJob, "application/yaml").ok());
+  std::string v2 = kJob;
+  v2.replace(v2.find("count: 2"), 8, "count: 3");
+  ASSERT_TRUE(client_->Call("POST", "/v1/jobs", v2, "application/yaml").ok());
+
+  auto r = client_->Call("POST", "/v1/jobs/web/revert", R"({"version": 1})", "application/json");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 201) << r->body;
+  EXPECT_EQ(r->json, (json{{"name", "web"}, {"version", 3}, {"changed", true}}));
+  auto job = client_->CallJson("GET", "/v1/jobs/web");
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ((*job)["spec"]["groups"][0]["count"], 2);
+  r = client_->Call("POST", "/v1/jobs/web/revert", R"({"version": 1})", "application/json");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->json["changed"], false);
+
+  r = client_->Call("POST", "/v1/jobs/web/revert", R"({"version": 9})", "application/json");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(r->json["error"], "job web has no version 9 (its versions are 1 to 3)");
+  r = client_->Call("POST", "/v1/jobs/nosuch/revert", R"({"version": 1})", "application/json");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404);
+  for (const char* body : {"", R"({"version": "1"})", R"({"version": 1.5})", R"({"v": 1})"}) {
+    r = client_->Call("POST", "/v1/jobs/web/revert", body, "application/json");
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->status, 400) << body;
+  }
+  r = client_->Call("POST", "/v1/jobs/web/revert", R"({"version": 0})", "application/json");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(r->json["error"], "job web: version must be at least 1, got 0");
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 
 #include "cli/api_client.h"
@@ -54,25 +55,30 @@ class HttpServerTest : public ::testing::Test {
  protected:
   void StartServer(HttpServer::Options o = {}) {
     server_ = std::make_unique<HttpServer>(o);
-    server_->Route("GET", "/v1/things/:id", [](const HttpRequest& r) {
+    server_->Route("GET", "/v1/things/:id", acl::Permission::Public(), [](const HttpRequest& r) {
       HttpResponse res;
       res.body = R"({"id":")" + r.params.at("id") + R"(","q":")" + r.Query("q") + R"("})";
       return res;
     });
-    server_->Route("POST", "/v1/echo", [](const HttpRequest& r) {
+    server_->Route("GET", "/v1/tree/*path", acl::Permission::Public(), [](const HttpRequest& r) {
+      HttpResponse res;
+      res.body = nlohmann::json{{"path", r.params.at("path")}}.dump();
+      return res;
+    });
+    server_->Route("POST", "/v1/echo", acl::Permission::Public(), [](const HttpRequest& r) {
       HttpResponse res;
       res.content_type = "text/plain";
       res.body = r.body;
       return res;
     });
-    server_->Route("GET", "/v1/throw",
+    server_->Route("GET", "/v1/throw", acl::Permission::Public(),
                    [](const HttpRequest&) -> HttpResponse { throw std::runtime_error("boom"); });
-    server_->RouteStream("GET", "/v1/stream", "application/x-ndjson",
+    server_->RouteStream("GET", "/v1/stream", "application/x-ndjson", acl::Permission::Public(),
                          [](const HttpRequest&, ChunkSink& sink) {
                            for (int i = 0; i < 3; ++i)
                              sink.Write("line" + std::to_string(i) + "\n");
                          });
-    server_->RouteStream("GET", "/v1/maybe", "text/plain",
+    server_->RouteStream("GET", "/v1/maybe", "text/plain", acl::Permission::Public(),
                          [](const HttpRequest& r, ChunkSink& sink) {
                            if (r.Query("fail") == "1") {
                              sink.Respond(ErrorResponse(NotFound("no such thing")));
@@ -83,7 +89,7 @@ class HttpServerTest : public ::testing::Test {
                            if (sink.Respond(ErrorResponse(404, "late"))) sink.Write("BUG\n");
                            sink.Write("more\n");
                          });
-    server_->RouteStream("GET", "/v1/forever", "application/x-ndjson",
+    server_->RouteStream("GET", "/v1/forever", "application/x-ndjson", acl::Permission::Public(),
                          [](const HttpRequest&, ChunkSink& sink) {
                            sink.Write("start\n");
                            while (!sink.Closed()) {
@@ -114,6 +120,20 @@ TEST_F(HttpServerTest, RoutesParamsAndQuery) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->json["id"], "a+b");
   EXPECT_EQ(r->json["q"], "c d");
+}
+
+TEST_F(HttpServerTest, ARestPatternCapturesTheRemainingSegments) {
+  StartServer();
+  cli::ApiClient c(addr_);
+  auto r = c.Call("GET", "/v1/tree/a");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->json["path"], "a");
+  r = c.Call("GET", "/v1/tree/db/prod/password");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->json["path"], "db/prod/password");
+  r = c.Call("GET", "/v1/tree");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 404) << "a rest pattern needs at least one segment";
 }
 
 TEST_F(HttpServerTest, UnknownRouteAndWrongMethodAreJsonErrors) {
@@ -261,6 +281,95 @@ TEST_F(HttpServerTest, BindFailureIsAClearError) {
   Status st = second.Start();
   EXPECT_FALSE(st.ok());
   EXPECT_NE(st.message().find(std::to_string(server_->port())), std::string::npos) << st.ToString();
+}
+
+TEST(HttpServerAccessTest, ARouteThatNeedsAPermissionNeedsAnAuthorizer) {
+  HttpServer server(HttpServer::Options{});
+  server.Route("GET", "/v1/open", acl::Permission::Public(),
+               [](const HttpRequest&) { return HttpResponse{}; });
+  server.Route("PUT", "/v1/things/:id", acl::Permission::Admin(),
+               [](const HttpRequest&) { return HttpResponse{}; });
+  Status st = server.Start();
+  EXPECT_EQ(st.code(), Code::kInternal);
+  EXPECT_NE(st.message().find("PUT /v1/things/:id"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("authorizer"), std::string::npos) << st.message();
+}
+
+TEST(HttpServerAccessTest, ARouteRegisteredTwiceIsRefused) {
+  HttpServer server(HttpServer::Options{});
+  server.SetAuthorizer([](HttpRequest&, const acl::Permission&) { return std::nullopt; });
+  for (int i = 0; i < 2; ++i) {
+    server.Route("GET", "/v1/x", acl::Permission::Read(),
+                 [](const HttpRequest&) { return HttpResponse{}; });
+  }
+  Status st = server.Start();
+  EXPECT_EQ(st.code(), Code::kInternal);
+  EXPECT_NE(st.message().find("GET /v1/x registered twice"), std::string::npos) << st.message();
+}
+
+TEST(HttpServerAccessTest, TheAuthorizerRunsBeforeEveryHandlerAndStreamButNotPublicRoutes) {
+  HttpServer server(HttpServer::Options{});
+  std::atomic<int> asked{0};
+  std::atomic<int> ran{0};
+  // Lets in "Bearer good" (naming the caller), refuses everything else with 401.
+  server.SetAuthorizer(
+      [&](HttpRequest& req, const acl::Permission& p) -> std::optional<HttpResponse> {
+        ++asked;
+        if (req.Header("authorization") == "Bearer good") {
+          req.caller.name = "good (" + p.Describe() + ")";
+          return std::nullopt;
+        }
+        return ErrorResponse(Unauthenticated("no"));
+      });
+  server.Route("GET", "/v1/who", acl::Permission::Read(), [&](const HttpRequest& r) {
+    ++ran;
+    HttpResponse res;
+    res.body = nlohmann::json{{"caller", r.caller.name}}.dump();
+    return res;
+  });
+  server.Route("GET", "/v1/health", acl::Permission::Public(), [&](const HttpRequest& r) {
+    ++ran;
+    HttpResponse res;
+    res.body = nlohmann::json{{"anonymous", r.caller.anonymous}}.dump();
+    return res;
+  });
+  server.RouteStream("GET", "/v1/feed", "text/plain", acl::Permission::Jobs("name"),
+                     [&](const HttpRequest&, ChunkSink& sink) {
+                       ++ran;
+                       sink.Write("data\n");
+                     });
+  ASSERT_TRUE(server.Start().ok());
+  auto routes = server.Routes();
+  ASSERT_EQ(routes.size(), 3u);
+  EXPECT_EQ(routes[2].method, "GET");
+  EXPECT_EQ(routes[2].pattern, "/v1/feed");
+  EXPECT_EQ(routes[2].permission, acl::Permission::Jobs("name"));
+  EXPECT_TRUE(routes[2].stream);
+
+  cli::ApiClient anon("127.0.0.1:" + std::to_string(server.port()));
+  EXPECT_EQ(anon.Call("GET", "/v1/who")->status, 401);
+  EXPECT_EQ(anon.Stream("/v1/feed", [](std::string_view) { return true; }).code(),
+            Code::kUnauthenticated);
+  EXPECT_EQ(ran, 0);
+  EXPECT_EQ(asked, 2);
+  auto health = anon.Call("GET", "/v1/health");
+  EXPECT_EQ(health->json["anonymous"], true);
+  EXPECT_EQ(asked, 2) << "public routes are not asked about";
+
+  cli::ApiClientOptions o;
+  o.address = "127.0.0.1:" + std::to_string(server.port());
+  o.token = "good";
+  cli::ApiClient good(o);
+  EXPECT_EQ(good.Call("GET", "/v1/who")->json["caller"], "good (read)");
+  std::string got;
+  EXPECT_TRUE(good.Stream("/v1/feed",
+                          [&](std::string_view d) {
+                            got += d;
+                            return true;
+                          })
+                  .ok());
+  EXPECT_EQ(got, "data\n");
+  server.Stop();
 }
 
 }  // namespace

@@ -104,5 +104,27 @@ TEST(OutputTest, AllocStatusToleratesMissingFields) {
   PrintAllocTable(json::array({json("not an object")}), kNow, true, junk);  // no throw
 }
 
+TEST(OutputTest, SecretRefs) {
+  std::ostringstream out;
+  PrintSecretRefs(json::parse(R"([
+    {"name": "api", "driver": "docker", "secrets": [
+      {"path": "db/password", "file": "db_password", "mode": "0400"},
+      {"path": "api/key", "env": "API_KEY"}]},
+    {"name": "worker", "driver": "process", "secrets": [
+      {"path": "tls/key", "file": "key.pem", "mode": "0600"}]},
+    {"name": "plain", "driver": "process"}])"),
+                  out);
+  EXPECT_EQ(out.str(),
+            "\nSecrets:\n"
+            "TASK    PATH         TARGET\n"
+            "api     db/password  file /run/secrets/db_password (0400)\n"
+            "api     api/key      env API_KEY\n"
+            "worker  tls/key      file $BERTH_SECRETS_DIR/key.pem (0600)\n");
+  std::ostringstream none;
+  PrintSecretRefs(json::parse(R"([{"name": "plain", "secrets": []}])"), none);
+  PrintSecretRefs(json("junk"), none);
+  EXPECT_EQ(none.str(), "");
+}
+
 }  // namespace
 }  // namespace berth::cli

@@ -1,9 +1,11 @@
 // DockerDriver against a real dockerd (label docker; scripts/docker-test-engine.sh start).
-// The test image berth/busybox:latest is imported through the Engine API from a tarball holding
-// Debian's static /bin/busybox (package busybox-static). Every container a test creates carries
-// berth.test=1 and berth.test.owner=<pid>:<start time> of the test process: ctest runs each
-// test in its own process, in parallel, so a process removes its own containers at the end and,
-// at the start, only those whose owner process is gone (leftovers of earlier runs).
+// The test image berth/busybox-www:latest is imported through the Engine API from a tarball
+// holding Debian's static /bin/busybox (package busybox-static) and a /www/index.html. It has a
+// name of its own: the end-to-end tests import a berth/busybox:latest without /www, and which
+// one got there first decided whether the HTTP tests here could pass. Every container a test
+// creates carries berth.test=1 and berth.test.owner=<pid>:<start time> of the test process: ctest
+// runs each test in its own process, in parallel, so a process removes its own containers at the
+// end and, at the start, only those whose owner process is gone (leftovers of earlier runs).
 #include <unistd.h>
 
 #include <utility>
@@ -32,7 +34,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using namespace std::chrono_literals;
 
-constexpr char kImage[] = "berth/busybox:latest";
+constexpr char kImage[] = "berth/busybox-www:latest";
 // Generous: the machine is slow and busy; these are deadlines, not expectations.
 constexpr auto kDeadline = 120s;
 
@@ -134,7 +136,7 @@ class DockerDriverTest : public ::testing::Test {
     tar.Dir("www");
     tar.File("www/index.html", "hello from berth\n", 0644);
     tar.Dir("tmp");
-    Status imported = driver_->client().ImportImage(tar.Finish(), "berth/busybox", "latest");
+    Status imported = driver_->client().ImportImage(tar.Finish(), "berth/busybox-www", "latest");
     ASSERT_TRUE(imported.ok()) << imported.ToString();
   }
   static void TearDownTestSuite() {
@@ -437,6 +439,76 @@ TEST_F(DockerDriverTest, MountsAndLimitsReachTheContainer) {
   EXPECT_EQ((*doc)["HostConfig"]["CpuShares"], 256);
   ASSERT_TRUE(driver_->Remove(*h).ok());
   std::filesystem::remove_all(dir);
+}
+
+// A file secret, as the agent leaves it on tmpfs: the container reads it at /run/secrets, cannot
+// change it, and the value is nowhere in what the engine says about the container.
+TEST_F(DockerDriverTest, FileSecretsReachTheContainerAndNotItsInspect) {
+  const std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm/" : ::testing::TempDir();
+  const std::string dir = base + "berth-docker-secrets-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+  // A value no other part of the request holds, so finding it anywhere means it leaked.
+  const std::string value =
+      "s3cr3t-" + std::to_string(::getpid()) + "-" +
+      std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+  { std::ofstream(dir + "/db_password") << value; }
+  std::filesystem::permissions(dir + "/db_password", std::filesystem::perms::owner_read);
+  auto r =
+      Request("secrets", {"sh", "-c",
+                          "cat /run/secrets/db_password; echo; echo \"dir=$BERTH_SECRETS_DIR\"; "
+                          "ls -l /run/secrets/db_password | cut -c1-10; "
+                          "echo x > /run/secrets/db_password || echo read-only >&2; "
+                          "touch /run/secrets/new || echo read-only >&2"});
+  r.secrets_dir = dir;
+  auto h = driver_->Start(r);
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  auto code = driver_->Wait(*h, kDeadline);
+  ASSERT_TRUE(code.ok()) << code.status().ToString();
+  EXPECT_EQ(Logs(*h, true, false), value + "\ndir=/run/secrets\n-r--------\n");
+  std::string err = Logs(*h, false, true);
+  // Both writes failed (the engine's error, then our "read-only", twice).
+  size_t refused = 0;
+  for (size_t at = err.find("read-only\n"); at != std::string::npos;
+       at = err.find("read-only\n", at + 1)) {
+    ++refused;
+  }
+  EXPECT_EQ(refused, 2u) << err;
+  {
+    std::ifstream in(dir + "/db_password");
+    std::string still((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(still, value);
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir + "/new"));
+  auto doc = driver_->client().InspectContainer(h->id);
+  ASSERT_TRUE(doc.ok()) << doc.status().ToString();
+  const std::string inspected = doc->dump();
+  EXPECT_EQ(inspected.find(value), std::string::npos) << "docker inspect shows the secret";
+  // What it does show: the read-only bind mount of the host directory.
+  bool mounted = false;
+  for (const auto& m : (*doc)["Mounts"]) {
+    if (m.value("Destination", "") != "/run/secrets") continue;
+    mounted = true;
+    EXPECT_EQ(m.value("Source", ""), dir);
+    EXPECT_EQ(m.value("RW", true), false);
+  }
+  EXPECT_TRUE(mounted) << (*doc)["Mounts"].dump();
+  ASSERT_TRUE(driver_->Remove(*h).ok());
+  std::filesystem::remove_all(dir);
+}
+
+// The documented caveat of env secrets: the task gets them, and so does `docker inspect`.
+TEST_F(DockerDriverTest, EnvSecretsReachTheContainerAndItsInspect) {
+  auto r = Request("envsecret", {"sh", "-c", "echo \"key=$API_KEY\""});
+  r.secret_env = {{"API_KEY", "env-secret-value"}};
+  auto h = driver_->Start(r);
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  ASSERT_TRUE(driver_->Wait(*h, kDeadline).ok());
+  EXPECT_EQ(Logs(*h, true, false), "key=env-secret-value\n");
+  auto doc = driver_->client().InspectContainer(h->id);
+  ASSERT_TRUE(doc.ok());
+  EXPECT_NE((*doc)["Config"]["Env"].dump().find("API_KEY=env-secret-value"), std::string::npos);
+  ASSERT_TRUE(driver_->Remove(*h).ok());
 }
 
 TEST_F(DockerDriverTest, ListFindsExactlyTheStartedContainers) {

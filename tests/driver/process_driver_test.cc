@@ -185,6 +185,27 @@ TEST_F(ProcessDriverTest, EnvIsCleanAndWorkdirApplies) {
   EXPECT_NE(out.find(fs::canonical(root_ + "/work").string() + "\n"), std::string::npos) << out;
 }
 
+TEST_F(ProcessDriverTest, SecretsReachTheEnvironmentAndNotTheStateFile) {
+  fs::create_directories(root_ + "/secrets");
+  std::ofstream(root_ + "/secrets/db_password") << "file-value";
+  StartRequest r =
+      Request("/bin/sh", {"-c", "echo \"K=$API_KEY\"; cat \"$BERTH_SECRETS_DIR/db_password\""});
+  r.secrets_dir = root_ + "/secrets";
+  r.secret_env = {{"API_KEY", "env-secret-value"}};
+  TaskHandle h = MustStart(r);
+  auto waited = driver_->Wait(h, kLong);
+  ASSERT_TRUE(waited.ok());
+  EXPECT_EQ(*waited, 0);
+  EXPECT_EQ(ReadAll(task_dir_ + "/logs/main.stdout"), "K=env-secret-value\nfile-value");
+  // The state file (on disk) records the task, never the secret env value.
+  bool saw_state = false;
+  for (const auto& e : fs::directory_iterator(root_ + "/state")) {
+    saw_state = true;
+    EXPECT_EQ(ReadAll(e.path().string()).find("env-secret-value"), std::string::npos);
+  }
+  EXPECT_TRUE(saw_state);
+}
+
 TEST_F(ProcessDriverTest, WorkdirDefaultsToTaskDir) {
   TaskHandle h = MustStart(Request("/bin/sh", {"-c", "pwd; echo oops >&2"}));
   ASSERT_TRUE(driver_->Wait(h, kLong).ok());

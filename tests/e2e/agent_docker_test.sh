@@ -31,7 +31,9 @@ HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
 TMP=$(mktemp -d /tmp/bit-XXXXXX)
 PRIV_DIR=$TMP/pd
 PRIV_HOST=unix://$PRIV_DIR/docker.sock
-MAIN_ARGS=(--dev --machine-id itest-main --publish-ip 127.0.0.1 --docker-host "$HOST")
+ROUTER_PORT=28792
+MAIN_ARGS=(--dev --machine-id itest-main --publish-ip 127.0.0.1 --docker-host "$HOST"
+  --router "127.0.0.1:$ROUTER_PORT")
 PRIV_ARGS=(--dev --machine-id itest-priv --publish-ip 127.0.0.1 --docker-host "$PRIV_HOST")
 
 EVENTS_PID=""
@@ -84,7 +86,12 @@ p=$(alloc_py "$A" "$J" 'tasks(a)[0]["ports"]["http"]')
 body=$(curl -s --max-time 5 "http://127.0.0.1:$p/")
 check "[example] it answers on its published port $p: $body" \
   contains "$body" "hello from berth in docker"
+router_says() { [[ "$(curl -s -m 5 -H "Host: $1" "http://127.0.0.1:$ROUTER_PORT/")" == *"$2"* ]]; }
+check "[example] reachable through the router as web.berth.localhost" \
+  wait_for 30 router_says web.berth.localhost "hello from berth in docker"
 "$BERTH" --addr "$A" job stop "$J" --purge >/dev/null 2>&1
+check "[example] stopped: the router answers 404 for web.berth.localhost" \
+  wait_for 30 router_says web.berth.localhost "404"
 check "[example] job stop --purge: no container of $J left" wait_for 90 ctr_count_is 0 "$HOST" "$J" -a
 
 # --- 1. start/stop ----------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 # job serves HTTP on the port the agent chose and turns healthy; logs reach `berth logs`; a task
 # killed from outside is restarted per its policy; the agent SIGKILLed and started again
 # re-adopts its processes (same pids, none duplicated); a command that does not exist and a
-# process that ignores SIGTERM become clear statuses; stopping a job stops its processes.
+# process that ignores SIGTERM become clear statuses; stopping a job stops its processes. The
+# agent runs the router too: the healthy example job is reachable by its host name through it,
+# and stops being reachable when the job is stopped.
 # Usage: agent_process_test.sh BERTH_BINARY
 set -uo pipefail
 BERTH=$1
@@ -15,6 +17,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 TMP=$(mktemp -d /tmp/berth-e2e-proc-XXXXXX)
 DATA=$TMP/data
 AGENT_PID=""
+ROUTER_PORT=28791
 cleanup() {
   [[ -n "$AGENT_PID" ]] && kill -9 "$AGENT_PID" 2>/dev/null
   kill_process_tasks "$DATA"
@@ -25,7 +28,8 @@ trap cleanup EXIT
 start_agent() {
   rm -f "$DATA/api.addr"
   "$BERTH" agent --dev --data-dir "$DATA" --api 127.0.0.1:0 --machine-id e2e-proc \
-    --port-range 27000-27999 --task-poll-ms 200 >>"$TMP/agent.log" 2>&1 &
+    --port-range 27000-27999 --task-poll-ms 200 --router "127.0.0.1:$ROUTER_PORT" \
+    >>"$TMP/agent.log" 2>&1 &
   AGENT_PID=$!
   wait_for 60 test -s "$DATA/api.addr" || return 1
   export BERTH_ADDR
@@ -59,6 +63,11 @@ check "its port is in --port-range" test "$PORT" -ge 27000 -a "$PORT" -le 27999
 check "its pid $PID is alive" kill -0 "$PID"
 out=$("$BERTH" alloc status "$ID")
 check "alloc status shows the task" contains "$out" "server"
+via_router() { curl -s -m 5 -H "Host: $1" "http://127.0.0.1:$ROUTER_PORT/"; }
+router_says() { [[ "$(via_router "$1")" == *"$2"* ]]; }
+check "web is reachable through the router by its host name" \
+  wait_for 30 router_says web.berth.localhost "hello from berth"
+check "an unknown host gets a 404 from the router" router_says nope.localhost "404"
 
 # --- logs ---------------------------------------------------------------------------------------
 cat >"$TMP/echo.yml" <<'JOB'
@@ -139,6 +148,8 @@ check "and its allocation goes away" wait_for 60 no_allocs stubborn
 
 # --- stop ----------------------------------------------------------------------------------------
 "$BERTH" job stop web >/dev/null
+check "job stop removes web's route: the router answers 404" \
+  wait_for 30 router_says web.berth.localhost "404"
 check "job stop stops web's process" wait_for 60 bash -c "! kill -0 $PID 2>/dev/null"
 check "web's allocations go away" wait_for 60 no_allocs web
 out=$(curl -s -m 2 "http://127.0.0.1:$PORT/" || true)

@@ -32,6 +32,10 @@ else
 fi
 AGENT_ARGS+=(--data-dir "$TMP/data" --api 127.0.0.1:0 --machine-id "e2e-$MODE" --meta rack=r1
   --meta zone=z9)
+# A cluster-mode agent (etcd) requires a token: start_agent bootstraps one and exports it as
+# BERTH_TOKEN; curl gets it through AUTH. In dev mode both stay empty (no tokens needed).
+export BERTH_TOKEN=""
+AUTH=()
 
 start_agent() {
   rm -f "$TMP/data/api.addr"
@@ -44,7 +48,11 @@ start_agent() {
   fi
   export BERTH_ADDR
   BERTH_ADDR=$(cat "$TMP/data/api.addr")
-  wait_for 60 curl -sf "http://$BERTH_ADDR/v1/health"
+  wait_for 60 curl -sf "http://$BERTH_ADDR/v1/health" || return 1
+  if [[ "$MODE" != "dev" && -z "$BERTH_TOKEN" ]]; then
+    BERTH_TOKEN=$("$BERTH" acl bootstrap 2>/dev/null) || return 1
+    AUTH=(-H "Authorization: Bearer $BERTH_TOKEN")
+  fi
 }
 
 stop_agent() { # SIGNAL
@@ -95,7 +103,7 @@ kill "$EVENTS_PID" 2>/dev/null
 wait "$EVENTS_PID" 2>/dev/null
 EVENTS_PID=""
 idx=$("$BERTH" job status web --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["modify_index"])')
-out=$(curl -s -N --max-time 5 "http://$BERTH_ADDR/v1/events?index=$idx&topic=jobs" || true)
+out=$(curl -s -N --max-time 5 "${AUTH[@]}" "http://$BERTH_ADDR/v1/events?index=$idx&topic=jobs" || true)
 check "events from the job's modify_index replay that version" contains "$out" '"version":3'
 
 # --- bad input -----------------------------------------------------------------------------
@@ -114,10 +122,10 @@ out=$("$BERTH" job run "$TMP/type.yml" 2>&1)
 check "wrong type names the field: $out" \
   bash -c 'grep -q "type.yml:4" <<<"$1" && grep -q "count" <<<"$1"' _ "$out"
 head -c 2000000 /dev/zero | tr '\0' 'a' >"$TMP/big.yml"
-code=$(curl -s -o "$TMP/big.out" -w '%{http_code}' -X POST --data-binary @"$TMP/big.yml" "http://$BERTH_ADDR/v1/jobs")
+code=$(curl -s -o "$TMP/big.out" -w '%{http_code}' "${AUTH[@]}" -X POST --data-binary @"$TMP/big.yml" "http://$BERTH_ADDR/v1/jobs")
 check "oversized body gets 413 ($code)" test "$code" = 413
 check "413 body is a JSON error" grep -q '"error"' "$TMP/big.out"
-code=$(curl -s -o "$TMP/json.out" -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data '{"name": "x", ' "http://$BERTH_ADDR/v1/jobs")
+code=$(curl -s -o "$TMP/json.out" -w '%{http_code}' "${AUTH[@]}" -X POST -H 'Content-Type: application/json' --data '{"name": "x", ' "http://$BERTH_ADDR/v1/jobs")
 check "invalid JSON gets 400 ($code)" test "$code" = 400
 check "400 names the problem" grep -q '"error"' "$TMP/json.out"
 code=$(curl -s -o "$TMP/route.out" -w '%{http_code}' "http://$BERTH_ADDR/v1/nope")
@@ -149,9 +157,84 @@ out=$("$BERTH" job history web --json)
 check "history survives SIGKILL" \
   python3 -c 'import json,sys; j=json.loads(sys.argv[1]); assert [x["version"] for x in j]==[1,2,3]' "$out"
 
+# --- revert and history --------------------------------------------------------------------
+out=$("$BERTH" job revert web 1 2>&1)
+check "job revert submits version 1's spec as version 4: $out" \
+  contains "$out" "version 4 submitted (the spec of version 1)"
+out=$("$BERTH" job status web --json)
+check "the reverted spec runs (count 1, version 4)" \
+  python3 -c 'import json,sys; j=json.loads(sys.argv[1]); assert j["version"]==4 and j["spec"]["groups"][0]["count"]==1' "$out"
+out=$("$BERTH" job revert web 1 2>&1)
+check "reverting to what runs is unchanged: $out" contains "$out" "unchanged (version 4"
+out=$("$BERTH" job revert web 99 2>&1)
+rc=$?
+check "revert to an unknown version: exit 4 naming it: $out" \
+  bash -c '[[ $1 -eq 4 ]] && grep -q "has no version 99" <<<"$2"' _ "$rc" "$out"
+out=$("$BERTH" job revert web x 2>&1)
+rc=$?
+check "revert with a bad version is a usage error ($rc)" test "$rc" -eq 2
+out=$("$BERTH" job history web --json)
+check "history keeps every version and says which is stable" \
+  python3 -c 'import json,sys; j=json.loads(sys.argv[1]); assert [x["version"] for x in j]==[1,2,3,4] and all(isinstance(x["stable"], bool) for x in j)' "$out"
+out=$("$BERTH" job history web)
+check "history table has a deployment column" contains "$out" "DEPLOYMENT"
+
+# --- machines: admin settings, allocations, the engine leader -------------------------------
+ME="e2e-$MODE"
+machine_field() { # FIELD: that field of this machine in `machine ls --json`, as JSON
+  "$BERTH" machine ls --json | python3 -c 'import json,sys; print(json.dumps([m for m in json.load(sys.stdin) if m["id"]==sys.argv[1]][0][sys.argv[2]]))' "$ME" "$1"
+}
+admin="$(machine_field eligible)/$(machine_field drain)"
+check "a machine is eligible and not draining by default ($admin)" test "$admin" = "true/false"
+allocs=$(machine_field allocations)
+check "machine ls counts the machine's allocations ($allocs)" bash -c '[[ $1 =~ ^[0-9]+$ ]]' _ "$allocs"
+out=$("$BERTH" machine ineligible "$ME" 2>&1)
+check "machine ineligible: $out" contains "$out" "ineligible (no new allocations"
+check "machine ls shows it ineligible" test "$(machine_field eligible)" = false
+out=$("$BERTH" machine drain "$ME" 2>&1)
+check "machine drain: $out" contains "$out" "draining"
+check "machine ls shows it draining" test "$(machine_field drain)" = true
+out=$("$BERTH" machine ls)
+check "machine ls table has admin and allocation columns" \
+  bash -c 'head -1 <<<"$1" | grep -q "ELIGIBLE  DRAIN  ALLOCS"' _ "$out"
+out=$("$BERTH" machine drain "$ME" --cancel 2>&1)
+check "machine drain --cancel: $out" contains "$out" "no longer draining"
+admin="$(machine_field eligible)/$(machine_field drain)"
+check "drain cancelled, still ineligible ($admin)" test "$admin" = "false/false"
+"$BERTH" machine drain "$ME" >/dev/null 2>&1
+out=$("$BERTH" machine eligible "$ME" 2>&1)
+check "machine eligible: $out" contains "$out" "eligible (takes new allocations)"
+admin="$(machine_field eligible)/$(machine_field drain)"
+check "eligible again, and no longer draining ($admin)" test "$admin" = "true/false"
+out=$("$BERTH" machine drain nosuch 2>&1)
+rc=$?
+check "draining an unknown machine: exit 4: $out" \
+  bash -c '[[ $1 -eq 4 ]] && grep -q "machine nosuch not found" <<<"$2"' _ "$rc" "$out"
+code=$(curl -s -o "$TMP/admin.out" -w '%{http_code}' "${AUTH[@]}" -X PUT -d '{"enable": "yes"}' "http://$BERTH_ADDR/v1/machines/$ME/drain")
+check "a bad admin body gets 400 naming the field ($code)" \
+  bash -c '[[ $1 == 400 ]] && grep -q "enable.* must be true or false" "$2"' _ "$code" "$TMP/admin.out"
+code=$(curl -s -o "$TMP/engine.out" -w '%{http_code}' "${AUTH[@]}" "http://$BERTH_ADDR/v1/engine")
+if [[ "$code" == 200 ]]; then
+  check "the engine leader is this agent" \
+    python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["machine"]==sys.argv[2]' "$TMP/engine.out" "$ME"
+  check "machine ls marks the leader" test "$(machine_field leader)" = true
+  deployed() { "$BERTH" job status web --json | python3 -c 'import json,sys; d=json.load(sys.stdin)["deployment"]; assert d["version"]==4 and d["groups"]["frontend"]["desired"]==1'; }
+  check "job status --json carries the deployment of version 4" wait_for 60 deployed
+  out=$("$BERTH" job status web)
+  check "job status prints the deployment and its groups" \
+    bash -c 'grep -q "^  Version:  4" <<<"$1" && grep -q "^  frontend " <<<"$1"' _ "$out"
+else
+  # No engine in this build: nothing leads, and job status says there is no deployment.
+  check "no engine leader: 404 with a clear message ($code)" \
+    bash -c '[[ $1 == 404 ]] && grep -q "no engine leader" "$2"' _ "$code" "$TMP/engine.out"
+  check "machine ls marks no leader" test "$(machine_field leader)" = false
+  out=$("$BERTH" job status web)
+  check "job status says there is no deployment" contains "$out" "Deployment: none"
+fi
+
 # --- stop and purge ------------------------------------------------------------------------
 out=$("$BERTH" job stop web)
-check "job stop writes a stopped version: $out" contains "$out" "stopped (version 4)"
+check "job stop writes a stopped version: $out" contains "$out" "stopped (version 5)"
 out=$("$BERTH" job stop web --purge)
 check "job stop --purge: $out" contains "$out" "purged"
 out=$("$BERTH" job ls)
@@ -185,7 +268,7 @@ else
   rc=$?
   check "store down: exit 3 and one line: $out" \
     bash -c '[[ $1 -eq 3 ]] && [[ $(wc -l <<<"$2") -eq 1 ]]' _ "$rc" "$out"
-  code=$(curl -s -o /dev/null -w '%{http_code}' "http://$BERTH_ADDR/v1/jobs")
+  code=$(curl -s -o /dev/null -w '%{http_code}' "${AUTH[@]}" "http://$BERTH_ADDR/v1/jobs")
   check "store down: HTTP 503 ($code)" test "$code" = 503
   out=$("$BERTH" job run "$ROOT/examples/web.yml" 2>&1)
   check "store down: submit fails clearly: $out" contains "$out" "unavailable"

@@ -83,6 +83,36 @@ TEST(AllocTest, StatusRoundTripsAndSummarizes) {
   EXPECT_EQ(*back, s);
 }
 
+TEST(AllocTest, StatusCarriesSecretReferencesOnly) {
+  Allocation a = Sample();
+  a.spec.groups[0].tasks[0].secrets = {{"db/password", "db_password", "", 0600},
+                                       {"api/key", "", "API_KEY", 0400},
+                                       {"tls/key", "tls.key", "", 0400, 101, 102}};
+  AllocStatus s = AllocStatus::Pending(a);
+  ASSERT_EQ(s.tasks[0].secrets.size(), 3u);
+  auto j = s.ToJson();
+  EXPECT_EQ(j["tasks"][0]["secrets"][0],
+            (nlohmann::json{{"path", "db/password"}, {"file", "db_password"}, {"mode", "0600"}}));
+  EXPECT_EQ(j["tasks"][0]["secrets"][1], (nlohmann::json{{"path", "api/key"}, {"env", "API_KEY"}}));
+  EXPECT_EQ(
+      j["tasks"][0]["secrets"][2],
+      (nlohmann::json{
+          {"path", "tls/key"}, {"file", "tls.key"}, {"mode", "0400"}, {"uid", 101}, {"gid", 102}}));
+  auto back = AllocStatus::FromJson(j, "k");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, s);
+  j["tasks"][0]["secrets"][0]["mode"] = "rw";
+  EXPECT_EQ(AllocStatus::FromJson(j, "status/a").status().message(),
+            "status/a: tasks[0].secrets[0].mode: expected an octal mode");
+  j["tasks"][0]["secrets"][0]["mode"] = "0400";
+  j["tasks"][0]["secrets"][2]["uid"] = -5;
+  EXPECT_EQ(AllocStatus::FromJson(j, "status/a").status().message(),
+            "status/a: tasks[0].secrets[2].uid: expected a uid or gid from 0 to 2147483646");
+  // A task without secrets has no field at all (older records read the same).
+  AllocStatus plain = AllocStatus::Pending(Sample());
+  EXPECT_FALSE(plain.ToJson()["tasks"][0].contains("secrets"));
+}
+
 TEST(AllocTest, StatusErrorsNameTheField) {
   AllocStatus s;
   s.id = "a";

@@ -25,6 +25,7 @@ Job FullJob() {
   Group g;
   g.name = "frontend";
   g.count = 0;
+  g.placement = {"spread", "meta.rack", {"cache", "queue"}, {"legacy-*"}};
   g.restart = {7, milliseconds(3'600'000), milliseconds(250), milliseconds(61'000),
                RestartMode::kFail};
   g.constraints = {{"kernel.version", ConstraintOperator::kVersion, ">= 5.10"}};
@@ -46,6 +47,9 @@ Job FullJob() {
   t.volumes = {{"data", "/data", true}, {"/var/log", "/logs", false}};
   t.kill_timeout = milliseconds(0);
   t.labels = {{"team", "a"}, {"com.example/tier", "front"}};
+  t.secrets = {{"db/password", "db_password", "", 0400, 101, 102},
+               {"tls/key", "key.pem", "", 0600},
+               {"api/key", "", "API_KEY", 0400}};
   g.tasks.push_back(t);
   Task p;
   p.name = "worker";
@@ -112,6 +116,10 @@ TEST(JobJsonTest, CanonicalForm) {
   EXPECT_EQ(j["update"]["healthy_deadline"], "90s");
   EXPECT_EQ(j["groups"][0]["restart"]["interval"], "1h");
   EXPECT_EQ(j["groups"][0]["restart"]["max_delay"], "61s");
+  EXPECT_EQ(j["groups"][0]["placement"], (json{{"strategy", "spread"},
+                                               {"spread", "meta.rack"},
+                                               {"machine_of", {"cache", "queue"}},
+                                               {"conflicts", {"legacy-*"}}}));
   const json& t = j["groups"][0]["tasks"][0];
   EXPECT_EQ(t["resources"]["memory"], "3221225984B");
   EXPECT_EQ(t["resources"]["cpu"], 4000);
@@ -126,15 +134,28 @@ TEST(JobJsonTest, CanonicalForm) {
   EXPECT_FALSE(p["health"].contains("path"));
   EXPECT_EQ(p["health"]["command"], (json{"/bin/check", "--fast"}));
   EXPECT_FALSE(p.contains("route"));
+  // Secrets: references only; the mode as an octal string (JSON has no octal numbers).
+  // uid and gid only when set.
+  EXPECT_EQ(t["secrets"][0], (json{{"path", "db/password"},
+                                   {"file", "db_password"},
+                                   {"mode", "0400"},
+                                   {"uid", 101},
+                                   {"gid", 102}}));
+  EXPECT_EQ(t["secrets"][1], (json{{"path", "tls/key"}, {"file", "key.pem"}, {"mode", "0600"}}));
+  EXPECT_EQ(t["secrets"][2], (json{{"path", "api/key"}, {"env", "API_KEY"}}));
+  EXPECT_EQ(p["secrets"], json::array());
 
   Job defaults;
   defaults.name = "d";
-  defaults.groups.push_back(Group{"g", 1, {}, {}, {Task{}}});
+  defaults.groups.push_back(Group{"g", 1, {}, {}, {}, {Task{}}});
   defaults.groups[0].tasks[0].name = "t";
   defaults.groups[0].tasks[0].image = "x";
   json d = JobToJson(defaults);
   EXPECT_EQ(d["groups"][0]["tasks"][0]["resources"]["memory"], "256MiB");
   EXPECT_EQ(d["update"]["healthy_deadline"], "5m");
+  EXPECT_EQ(
+      d["groups"][0]["placement"],
+      (json{{"strategy", "binpack"}, {"machine_of", json::array()}, {"conflicts", json::array()}}));
   Result<Job> back = JobFromJson(d);
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(*back, defaults);
@@ -196,6 +217,25 @@ TEST(JobJsonTest, ValidateJob) {
   s = ValidateJob(odd);
   EXPECT_THAT(s.message(),
               HasSubstr("groups[0].tasks[2].health.path: only allowed in an http check"));
+  // Spread without an attribute: the parser would fill in machine.id, so it is not canonical.
+  Job spread = FullJob();
+  spread.groups[0].placement.spread_attribute.clear();
+  EXPECT_THAT(ValidateJob(spread).message(), HasSubstr("not in canonical form"));
+  spread.groups[0].placement.spread_attribute = "machine.id";
+  EXPECT_TRUE(ValidateJob(spread).ok());
+  Job unknown = FullJob();
+  unknown.groups[0].placement.strategy = "fastest";
+  EXPECT_THAT(ValidateJob(unknown).message(),
+              HasSubstr("groups[0].placement.strategy: unknown strategy \"fastest\""));
+}
+
+// A stored job written before placement existed still reads, with the defaults.
+TEST(JobJsonTest, StoredJobWithoutPlacementReadsWithDefaults) {
+  json j = JobToJson(FullJob());
+  j["groups"][0].erase("placement");
+  Result<Job> r = JobFromJson(j);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->groups[0].placement, Placement{});
 }
 
 }  // namespace

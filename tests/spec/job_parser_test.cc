@@ -24,11 +24,14 @@ constraints:
     value: r1
   - operator: distinct_hosts
 update: {max_parallel: 2, min_healthy_time: 15s, healthy_deadline: 10m, auto_revert: true}
+placement: {strategy: spread, spread: meta.rack, conflicts: ["legacy-*", db]}
 version: 7
 groups:
   - name: frontend
     count: 2
     restart: {attempts: 5, interval: 10m, delay: 2s, max_delay: 2m, mode: fail}
+    placement:
+      machine_of: [cache]
     constraints:
       - {attribute: kernel.version, operator: version, value: ">= 5.10"}
     tasks:
@@ -63,6 +66,10 @@ groups:
           - {source: /var/log, target: /logs}
         kill_timeout: 30s
         labels: {team: a, com.example/tier: front}
+        secrets:
+          - {path: db/password, file: db_password}
+          - {path: tls/web.example.com/key, file: web.key, mode: "0600", uid: 101, gid: 0}
+          - {path: api/key, env: API_KEY}
       - name: worker
         driver: process
         command: /usr/bin/worker
@@ -107,6 +114,7 @@ TEST(JobParserTest, ParsesEveryField) {
   ASSERT_EQ(g.constraints.size(), 1u);
   EXPECT_EQ(g.constraints[0],
             (Constraint{"kernel.version", ConstraintOperator::kVersion, ">= 5.10"}));
+  EXPECT_EQ(g.placement, (Placement{"spread", "meta.rack", {"cache"}, {"legacy-*", "db"}}));
   ASSERT_EQ(g.tasks.size(), 2u);
 
   const Task& t = g.tasks[0];
@@ -144,7 +152,16 @@ TEST(JobParserTest, ParsesEveryField) {
   EXPECT_EQ(t.labels,
             (std::map<std::string, std::string>{{"team", "a"}, {"com.example/tier", "front"}}));
 
+  ASSERT_EQ(t.secrets.size(), 3u);
+  EXPECT_EQ(t.secrets[0], (SecretRef{"db/password", "db_password", "", 0400}));
+  EXPECT_EQ(t.secrets[1], (SecretRef{"tls/web.example.com/key", "web.key", "", 0600, 101, 0}));
+  EXPECT_EQ(t.secrets[0].uid, -1);  // the agent's own unless named
+  EXPECT_EQ(t.secrets[0].gid, -1);
+  EXPECT_EQ(t.secrets[2], (SecretRef{"api/key", "", "API_KEY", 0400}));
+  EXPECT_EQ(t.secrets[2].Target(), "env API_KEY");
+
   const Task& w = g.tasks[1];
+  EXPECT_TRUE(w.secrets.empty());
   EXPECT_EQ(w.driver, DriverKind::kProcess);
   EXPECT_EQ(w.image, "");
   ASSERT_TRUE(w.health.has_value());
@@ -155,6 +172,7 @@ TEST(JobParserTest, ParsesEveryField) {
 
   const Group& b = job.groups[1];
   EXPECT_EQ(b.count, 0);
+  EXPECT_EQ(b.placement, (Placement{"spread", "meta.rack", {}, {"legacy-*", "db"}}));
   ASSERT_TRUE(b.tasks[0].health.has_value());
   EXPECT_EQ(b.tasks[0].health->type, HealthCheckType::kTcp);
   EXPECT_EQ(b.tasks[0].health->port, "p1");
@@ -185,6 +203,8 @@ groups:
   const Group& g = job.groups[0];
   EXPECT_EQ(g.count, 1);
   EXPECT_EQ(g.restart, RestartPolicy{});
+  EXPECT_EQ(g.placement, Placement{});
+  EXPECT_EQ(g.placement.strategy, "binpack");
   const Task& t = g.tasks[0];
   EXPECT_EQ(t.resources, Resources{});
   EXPECT_EQ(t.resources.memory_bytes, 256 << 20);
@@ -292,6 +312,63 @@ TEST(JobParserTest, NameRule) {
   EXPECT_FALSE(IsValidName("-web"));
   EXPECT_FALSE(IsValidName("Web"));
   EXPECT_FALSE(IsValidName("we_b"));
+}
+
+// A group's placement block replaces the job-level one key by key.
+TEST(JobParserTest, GroupPlacementOverridesTheJobsKeyByKey) {
+  Result<Job> r = ParseJobYaml(R"(
+name: shop
+placement:
+  strategy: spread
+  spread: meta.rack
+  machine_of: [cache]
+  conflicts: ["legacy-*"]
+groups:
+  - name: inherits
+    tasks: [{name: t, driver: process, command: x}]
+  - name: own-lists
+    placement: {machine_of: [], conflicts: [db, "shop"]}
+    tasks: [{name: t, driver: process, command: x}]
+  - name: binpacked
+    placement: {strategy: binpack}
+    tasks: [{name: t, driver: process, command: x}]
+  - name: spread-again
+    placement: {strategy: spread}
+    tasks: [{name: t, driver: process, command: x}]
+  - name: other-attribute
+    placement: {spread: meta.zone}
+    tasks: [{name: t, driver: process, command: x}]
+  - name: nulls
+    placement: {strategy: null, conflicts: null}
+    tasks: [{name: t, driver: process, command: x}]
+)",
+                               "shop.yml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const Placement job_level{"spread", "meta.rack", {"cache"}, {"legacy-*"}};
+  EXPECT_EQ(r->groups[0].placement, job_level);
+  EXPECT_EQ(r->groups[1].placement, (Placement{"spread", "meta.rack", {}, {"db", "shop"}}));
+  // Another strategy drops the inherited spread attribute; spread again keeps it.
+  EXPECT_EQ(r->groups[2].placement, (Placement{"binpack", "", {"cache"}, {"legacy-*"}}));
+  EXPECT_EQ(r->groups[3].placement, job_level);
+  EXPECT_EQ(r->groups[4].placement, (Placement{"spread", "meta.zone", {"cache"}, {"legacy-*"}}));
+  EXPECT_EQ(r->groups[5].placement, job_level);
+}
+
+TEST(JobParserTest, SpreadDefaultsToMachineId) {
+  Result<Job> r = ParseJobYaml(R"(
+name: web
+groups:
+  - name: g
+    placement: {strategy: spread}
+    tasks: [{name: t, driver: process, command: x}]
+  - name: h
+    placement: {strategy: random, conflicts: ["*"]}
+    tasks: [{name: t, driver: process, command: x}]
+)",
+                               "web.yml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->groups[0].placement, (Placement{"spread", "machine.id", {}, {}}));
+  EXPECT_EQ(r->groups[1].placement, (Placement{"random", "", {}, {"*"}}));
 }
 
 // A minimal valid job: each error case below breaks exactly one thing in it.
@@ -475,6 +552,36 @@ const ErrorCase kErrorCases[] = {
     {"name: web\ngroups:\n  - name: g\n    tasks:\n"
      "      - {name: t, driver: docker, image: \"bad image\"}\n",
      "web.yml:5:42: groups[0].tasks[0].image", "expected an image reference"},
+    // Placement.
+    {"name: web\nplacement: {strategy: fastest}\n", "web.yml:2:23: placement.strategy",
+     "unknown strategy \"fastest\" (expected one of binpack, spread, random)"},
+    {"name: web\nplacement: {strategy: [spread]}\n", "web.yml:2:23: placement.strategy",
+     "expected a string, got a list"},
+    {"name: web\nplacement: {spread: meta.rack}\n", "web.yml:2:21: placement.spread",
+     "only allowed with strategy spread (the strategy here is binpack)"},
+    {"name: web\nplacement: {strategy: spread, spread: \"a b\"}\n",
+     "web.yml:2:39: placement.spread", "expected an attribute such as meta.rack"},
+    {"name: web\nplacement: {machine_of: [Cache]}\n", "web.yml:2:26: placement.machine_of[0]",
+     "expected a job name of lower-case letters, digits and '-', got \"Cache\""},
+    {"name: web\nplacement: {machine_of: [db, web]}\n", "web.yml:2:30: placement.machine_of[1]",
+     "names this job itself"},
+    {"name: web\nplacement: {machine_of: [db, db]}\n", "web.yml:2:30: placement.machine_of[1]",
+     "duplicate job name"},
+    {"name: web\nplacement: {machine_of: db}\n", "web.yml:2:25: placement.machine_of",
+     "expected a list, got a scalar"},
+    {"name: web\nplacement: {conflicts: [\"db_*\"]}\n", "web.yml:2:25: placement.conflicts[0]",
+     "expected a job name or a pattern of lower-case letters, digits, '-' and '*'"},
+    {"name: web\nplacement: {conflicts: [a, a]}\n", "web.yml:2:28: placement.conflicts[1]",
+     "duplicate pattern"},
+    {"name: web\nplacement: {stratgy: spread}\n", "web.yml:2:13: placement.stratgy",
+     "unknown field (expected one of: strategy, spread, machine_of, conflicts)"},
+    {"name: web\nplacement: spread\n", "web.yml:2:12: placement", "expected a map, got a scalar"},
+    {"name: web\ngroups:\n  - name: g\n    placement: {spread: meta.rack}\n",
+     "web.yml:4:25: groups[0].placement.spread",
+     "only allowed with strategy spread (the strategy here is binpack)"},
+    {"name: web\nplacement: {strategy: spread}\ngroups:\n  - name: g\n"
+     "    placement: {strategy: random, spread: meta.rack}\n",
+     "web.yml:5:43: groups[0].placement.spread", "(the strategy here is random)"},
     // YAML itself.
     {"name: [web\n", "web.yml:2:1", "YAML syntax error"},
     {"name: web\n  bad: indent\n", "web.yml:2:6", "YAML syntax error"},
@@ -486,6 +593,117 @@ const ErrorCase kErrorCases[] = {
 };
 
 INSTANTIATE_TEST_SUITE_P(Errors, JobParserErrorTest, ::testing::ValuesIn(kErrorCases));
+
+// Each case adds a `secrets:` block (and maybe more) under kBase's task, from line 8.
+const ErrorCase kSecretErrorCases[] = {
+    {TaskWith("        secrets: {path: a, file: b}\n"), "web.yml:8:18: groups[0].tasks[0].secrets",
+     "expected a list, got a map"},
+    {TaskWith("        secrets: [{file: b}]\n"), "web.yml:8:19: groups[0].tasks[0].secrets[0].path",
+     "required field is missing"},
+    {TaskWith("        secrets: [{path: a}]\n"), "web.yml:8:19: groups[0].tasks[0].secrets[0].file",
+     "required: where the secret goes (file, or env)"},
+    {TaskWith("        secrets: [{path: a, file: b, env: B}]\n"),
+     "web.yml:8:43: groups[0].tasks[0].secrets[0].env",
+     "a secret goes to a file or to env, not both"},
+    {TaskWith("        secrets: [{path: /db/password, file: b}]\n"),
+     "web.yml:8:26: groups[0].tasks[0].secrets[0].path",
+     "expected a relative secret path such as db/password"},
+    {TaskWith("        secrets: [{path: db/../x, file: b}]\n"),
+     "web.yml:8:26: groups[0].tasks[0].secrets[0].path", "got \"db/../x\""},
+    {TaskWith("        secrets: [{path: db//x, file: b}]\n"),
+     "web.yml:8:26: groups[0].tasks[0].secrets[0].path", "no empty"},
+    {TaskWith("        secrets: [{path: db/, file: b}]\n"),
+     "web.yml:8:26: groups[0].tasks[0].secrets[0].path", "got \"db/\""},
+    {TaskWith("        secrets: [{path: \"\", file: b}]\n"),
+     "web.yml:8:26: groups[0].tasks[0].secrets[0].path", "must not be empty"},
+    {TaskWith("        secrets: [{path: a, file: x/y}]\n"),
+     "web.yml:8:35: groups[0].tasks[0].secrets[0].file", "expected a file name"},
+    {TaskWith("        secrets: [{path: a, file: ..}]\n"),
+     "web.yml:8:35: groups[0].tasks[0].secrets[0].file", "got \"..\""},
+    {TaskWith("        secrets: [{path: a, env: 1X}]\n"),
+     "web.yml:8:34: groups[0].tasks[0].secrets[0].env", "expected an environment variable name"},
+    {TaskWith("        secrets: [{path: a, env: BERTH_X}]\n"),
+     "web.yml:8:34: groups[0].tasks[0].secrets[0].env", "BERTH_ variables are reserved"},
+    {TaskWith("        env: {X: plain}\n        secrets: [{path: a, env: X}]\n"),
+     "web.yml:9:34: groups[0].tasks[0].secrets[0].env", "X is already set in the task's env"},
+    {TaskWith("        secrets: [{path: a, env: X, mode: \"0400\"}]\n"),
+     "web.yml:8:43: groups[0].tasks[0].secrets[0].mode", "only allowed for a file secret"},
+    {TaskWith("        secrets: [{path: a, file: b, mode: \"0644\"}]\n"),
+     "web.yml:8:44: groups[0].tasks[0].secrets[0].mode",
+     "expected an owner-only octal mode that lets the owner read"},
+    {TaskWith("        secrets: [{path: a, file: b, mode: \"0200\"}]\n"),
+     "web.yml:8:44: groups[0].tasks[0].secrets[0].mode", "got \"0200\""},
+    {TaskWith("        secrets: [{path: a, file: b, mode: rw}]\n"),
+     "web.yml:8:44: groups[0].tasks[0].secrets[0].mode", "got \"rw\""},
+    {TaskWith("        secrets: [{path: a, file: b, owner: me}]\n"),
+     "web.yml:8:38: groups[0].tasks[0].secrets[0].owner",
+     "unknown field (expected one of: path, file, env, mode, uid, gid)"},
+    {TaskWith("        secrets: [{path: a, env: X, uid: 1}]\n"),
+     "web.yml:8:42: groups[0].tasks[0].secrets[0].uid", "only allowed for a file secret"},
+    {TaskWith("        secrets: [{path: a, file: b, gid: -1}]\n"),
+     "web.yml:8:43: groups[0].tasks[0].secrets[0].gid", "expected an integer from 0 to 2147483646"},
+    {TaskWith("        secrets: [{path: a, file: b, uid: \"1000\"}]\n"),
+     "web.yml:8:43: groups[0].tasks[0].secrets[0].uid", "got the string \"1000\""},
+    {TaskWith("        secrets:\n          - {path: a, file: b}\n          - {path: c, file: b}\n"),
+     "web.yml:10:29: groups[0].tasks[0].secrets[1].file",
+     "another secret of this task already goes to file \"b\""},
+    {TaskWith("        secrets:\n          - {path: a, env: K}\n          - {path: a, env: K}\n"),
+     "web.yml:10:28: groups[0].tasks[0].secrets[1].env",
+     "another secret of this task already goes to env K"},
+    {TaskWith("        volumes: [{source: data, target: /run/secrets/x}]\n"
+              "        secrets: [{path: a, file: b}]\n"),
+     "web.yml:8:42: groups[0].tasks[0].volumes[0].target",
+     "overlaps /run/secrets, where the task's secret files are mounted"},
+};
+
+INSTANTIATE_TEST_SUITE_P(SecretErrors, JobParserErrorTest, ::testing::ValuesIn(kSecretErrorCases));
+
+TEST(JobParserTest, SecretsTargetsAndModes) {
+  Result<Job> r = ParseJobYaml(TaskWith(R"(        volumes: [{source: run, target: /run}]
+        secrets:
+          - {path: db/password, file: db_password}
+          - {path: db/password, env: DB_PASSWORD}
+          - {path: a.b/c_d-e, file: x, mode: 600}
+          - {path: k, file: y, mode: 0o700}
+          - {path: k, file: z, mode: "0500"}
+)"),
+                               "web.yml");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const auto& s = r->groups[0].tasks[0].secrets;
+  ASSERT_EQ(s.size(), 5u);
+  // One path may go to several targets.
+  EXPECT_EQ(s[0], (SecretRef{"db/password", "db_password", "", 0400}));
+  EXPECT_EQ(s[1], (SecretRef{"db/password", "", "DB_PASSWORD", 0400}));
+  EXPECT_EQ(s[2].mode, 0600);
+  EXPECT_EQ(s[3].mode, 0700);
+  EXPECT_EQ(s[4].mode, 0500);
+  // Secrets work on the process driver too (files in its secrets dir).
+  Result<Job> p = ParseJobYaml(R"(name: web
+groups:
+  - name: g
+    tasks:
+      - name: t
+        driver: process
+        command: /bin/true
+        secrets: [{path: x, file: x}]
+)",
+                               "web.yml");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->groups[0].tasks[0].secrets.size(), 1u);
+}
+
+TEST(JobParserTest, SecretPathRule) {
+  for (const char* good : {"a", "db/password", "A/b.c/d_e-f", "x/y/z/1", "..a", "a.."}) {
+    EXPECT_TRUE(IsValidSecretPath(good)) << good;
+  }
+  for (const char* bad :
+       {"", "/a", "a/", "a//b", "..", "a/../b", "./a", "a/.", "a b", "a\\b", "a:b", "Ã©"}) {
+    EXPECT_FALSE(IsValidSecretPath(bad)) << bad;
+  }
+  EXPECT_TRUE(IsValidSecretPath(std::string(200, 'a') + "/" + std::string(55, 'b')));
+  EXPECT_FALSE(IsValidSecretPath(std::string(200, 'a') + "/" + std::string(56, 'b')));
+  EXPECT_FALSE(IsValidSecretFileName(std::string(256, 'a')));
+}
 
 TEST(JobParserTest, RejectsOversizedInput) {
   std::string big = "name: web\n# " + std::string(2 << 20, 'x') + "\n";
