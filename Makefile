@@ -18,11 +18,12 @@ build: deps
 demo: build
 	@scripts/demo.sh
 
-# Every test: unit, store conformance on real etcd clusters, end to end, ASan+UBSan, fuzz smoke.
+# Every test (unit, store conformance on real etcd clusters, end to end), all on one ASan+UBSan
+# build (build-asan/), then a fuzz smoke run and the format check.
 test: deps
 	@scripts/test.sh
 
-# Unit and integration tests of the normal build only (no sanitizer build, no fuzzing).
+# The same tests on the same build, without the fuzz run and the format check.
 test-fast: deps
 	@BERTH_TEST_FAST=1 scripts/test.sh
 

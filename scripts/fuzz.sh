@@ -4,7 +4,7 @@
 # _fuzz suffix), with its dictionary fuzz/<fuzzer>.dict if there is one, so the repository is
 # not touched. Crash inputs land in build-fuzz/artifacts/<fuzzer>/. Exits non-zero if any
 # fuzzer finds a crash, a leak or a timeout. FUZZ_JOBS fuzzers run at a time (default: one per
-# core).
+# core). SECONDS=0 only builds them (scripts/test.sh builds them while other tests run).
 #   scripts/fuzz.sh [SECONDS] [FUZZER...]     e.g. scripts/fuzz.sh 300 job_parser_fuzz
 set -euo pipefail
 
@@ -24,6 +24,9 @@ fi
 # Only the fuzz targets (and the libraries they need) are built: the rest of the tree is not
 # required to compile under clang with sanitizers.
 cmake --build "$BUILD" -j"$(nproc)" --target "${FUZZERS[@]}"
+if ((SECONDS_PER_FUZZER == 0)); then
+  exit 0
+fi
 
 # One fuzzer per core at a time (each is one process on one core); the report of each is
 # printed when it ends.
