@@ -86,8 +86,15 @@ EID=$(alloc_field echo 'a["id"]')
 logs_have() { "$BERTH" logs "$EID" | grep -q "$1"; }
 check "berth logs shows stdout with the interpolated alloc id" wait_for 30 logs_have "hello $EID"
 check "berth logs shows stderr" wait_for 30 logs_have oops
-out=$(timeout 3 "$BERTH" logs "$EID" -f)
-check "berth logs -f streams what is there" contains "$out" "hello $EID"
+# The follower never ends by itself: it runs in the background until what is there has arrived
+# (a bound, not a deadline: a slow machine, or a sanitized build, takes longer to get there).
+FOLLOW_OUT=$TMP/logs-follow.out
+"$BERTH" logs "$EID" -f >"$FOLLOW_OUT" 2>&1 &
+FOLLOW_PID=$!
+check "berth logs -f streams what is there" wait_for 60 grep -q -- "hello $EID" "$FOLLOW_OUT"
+check "berth logs -f is still following" kill -0 "$FOLLOW_PID"
+kill "$FOLLOW_PID" 2>/dev/null
+wait "$FOLLOW_PID" 2>/dev/null || true
 
 # --- a task killed from outside restarts per policy ---------------------------------------------
 kill -9 "$PID"
