@@ -146,9 +146,11 @@ Result<ClusterState> Engine::Load() {
     }
     admin[LastSegment(kv.key)] = *a;
   }
+  std::vector<std::pair<std::string, int64_t>> registrations;  // (machine, create revision)
   for (const auto& kv : machines.kvs) {
     MachineState m;
     m.id = LastSegment(kv.key);
+    registrations.emplace_back(m.id, kv.create_revision);
     m.record = ParseJson(kv.value);
     if (auto it = admin.find(m.id); it != admin.end()) m.admin = it->second;
     s.machines.push_back(std::move(m));
@@ -220,10 +222,16 @@ Result<ClusterState> Engine::Load() {
     s.deployments[LastSegment(kv.key)] = std::move(*d);
   }
 
-  // Absent machines with allocations: lost, unless this engine is too young to tell.
+  // Absent machines with allocations: lost, unless this engine is too young to tell. Only a
+  // registration made after this engine's first look counts as seen alive: a record left by a
+  // machine's previous run (the whole cluster restarting) may expire before that machine
+  // registers again, and the machine is then coming back, not gone.
   bool young = clock_->Now() - started_ < options_.startup_grace;
   std::lock_guard lock(mu_);
-  for (const auto& m : s.machines) seen_live_.insert(m.id);
+  if (start_revision_ == 0) start_revision_ = machines.revision;
+  for (const auto& [id, created] : registrations) {
+    if (created > start_revision_) seen_live_.insert(id);
+  }
   if (young) {
     std::set<std::string> live;
     for (const auto& m : s.machines) live.insert(m.id);

@@ -10,8 +10,9 @@
 // one change at a time, then the next pass starts over from fresh state.
 //
 // Machines that are absent when the engine has just started (the whole cluster restarting) get
-// a grace (startup_grace) before their allocations count as lost; a machine seen alive by this
-// engine and then gone is lost at once.
+// a grace (startup_grace) before their allocations count as lost; a machine seen to register
+// by this engine and then gone is lost at once (a record it only found, left from before, does
+// not count: that machine may be restarting too).
 // Thread-safety: Start/Stop from one thread; the rest from any.
 #pragma once
 
@@ -89,7 +90,10 @@ class Engine {
   bool dirty_ = false;
   store::WatchPtr watch_;  // the loop thread's (then Stop's, after the join)
   std::atomic<bool> watch_failed_{false};
-  std::set<std::string> seen_live_;  // machines this engine has seen registered
+  std::set<std::string> seen_live_;  // machines this engine has seen register
+  // The store revision of this engine's first machine listing; a machine record created at or
+  // before it was left by an earlier run of that machine. Read and written under mu_.
+  int64_t start_revision_ = 0;
   std::atomic<uint64_t> passes_{0};
   std::thread thread_;
 };
