@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "api/api_service.h"
+#include "api/embedded_api_fixture.h"
 #include "cli/api_client.h"
 #include "cli/route_commands.h"
 #include "store/embedded_store.h"
@@ -14,26 +15,9 @@ namespace {
 
 using nlohmann::json;
 
-class RouteApiTest : public ::testing::Test {
+class RouteApiTest : public testing::EmbeddedApiFixture {
  protected:
-  void SetUp() override {
-    store::EmbeddedOptions o;
-    o.expiry_thread = false;
-    store_ = std::move(*store::EmbeddedStore::Open(o));
-    registry_ = std::make_unique<jobs::JobRegistry>(*store_, keys_, SystemClock::Shared());
-    server_ = std::make_unique<HttpServer>(HttpServer::Options{});
-    ApiContext ctx;
-    ctx.store = store_.get();
-    ctx.keys = keys_;
-    ctx.jobs = registry_.get();
-    ctx.version = "test";
-    ctx.access = std::make_shared<acl::AccessControl>(
-        *store_, keys_, acl::AccessControl::Options{.enforce = false});
-    RegisterApiRoutes(*server_, ctx);
-    ASSERT_TRUE(server_->Start().ok());
-    client_ = std::make_unique<cli::ApiClient>("127.0.0.1:" + std::to_string(server_->port()));
-  }
-  void TearDown() override { server_->Stop(); }
+  RouteApiTest() : EmbeddedApiFixture("/route-test/") {}
 
   cli::ApiResponse Call(const std::string& method, const std::string& target,
                         const std::string& body = {}) {
@@ -52,12 +36,6 @@ class RouteApiTest : public ::testing::Test {
     if (!kv.ok() || !*kv) return std::nullopt;
     return json::parse((*kv)->value);
   }
-
-  store::Keys keys_{"/route-test/"};
-  std::unique_ptr<store::EmbeddedStore> store_;
-  std::unique_ptr<jobs::JobRegistry> registry_;
-  std::unique_ptr<HttpServer> server_;
-  std::unique_ptr<cli::ApiClient> client_;
 };
 
 TEST_F(RouteApiTest, PutListDeleteAManualRoute) {

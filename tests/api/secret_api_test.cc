@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "api/api_service.h"
+#include "api/embedded_api_fixture.h"
 #include "cli/api_client.h"
 #include "secrets/keys.h"
 #include "secrets/sealed_value.h"
@@ -14,26 +15,9 @@ namespace {
 using nlohmann::json;
 namespace sec = berth::secrets;
 
-class SecretApiTest : public ::testing::Test {
+class SecretApiTest : public testing::EmbeddedApiFixture {
  protected:
-  void SetUp() override {
-    store::EmbeddedOptions o;
-    o.expiry_thread = false;
-    store_ = std::move(*store::EmbeddedStore::Open(o));
-    registry_ = std::make_unique<jobs::JobRegistry>(*store_, keys_, SystemClock::Shared());
-    server_ = std::make_unique<HttpServer>(HttpServer::Options{});
-    ApiContext ctx;
-    ctx.store = store_.get();
-    ctx.keys = keys_;
-    ctx.jobs = registry_.get();
-    ctx.version = "test";
-    ctx.access = std::make_shared<acl::AccessControl>(
-        *store_, keys_, acl::AccessControl::Options{.enforce = false});
-    RegisterApiRoutes(*server_, ctx);
-    ASSERT_TRUE(server_->Start().ok());
-    client_ = std::make_unique<cli::ApiClient>("127.0.0.1:" + std::to_string(server_->port()));
-  }
-  void TearDown() override { server_->Stop(); }
+  SecretApiTest() : EmbeddedApiFixture("/secret-test/") {}
 
   cli::ApiResponse Call(const std::string& method, const std::string& target,
                         const json& body = nullptr) {
@@ -53,11 +37,6 @@ class SecretApiTest : public ::testing::Test {
         *sec::Seal(value, path, version, {op_.public_key(), m1_.public_key()}, writer));
   }
 
-  store::Keys keys_{"/secret-test/"};
-  std::unique_ptr<store::EmbeddedStore> store_;
-  std::unique_ptr<jobs::JobRegistry> registry_;
-  std::unique_ptr<HttpServer> server_;
-  std::unique_ptr<cli::ApiClient> client_;
   sec::KeyPair op_ = sec::KeyPair::Generate("alice");
   sec::KeyPair m1_ = sec::KeyPair::Generate("machine:m1");
 };
