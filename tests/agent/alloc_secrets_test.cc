@@ -19,6 +19,7 @@
 
 #include "agent/fake_driver.h"
 #include "agent/fake_secret_source.h"
+#include "agent/file_checks.h"
 #include "agent/local_reconciler.h"
 #include "store/store_factory.h"
 
@@ -46,28 +47,10 @@ bool WaitFor(F pred, std::chrono::milliseconds limit = 20s) {
   return pred();
 }
 
-bool OnTmpfs(const fs::path& p) {
-  struct statfs s {};
-  return statfs(p.c_str(), &s) == 0 && (s.f_type == TMPFS_MAGIC || s.f_type == RAMFS_MAGIC);
-}
-
-int ModeOf(const fs::path& p) {
-  struct stat st {};
-  if (lstat(p.c_str(), &st) != 0) return -1;
-  return static_cast<int>(st.st_mode & 07777);
-}
-
-std::string Slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string TestName() {
-  return std::to_string(getpid()) + "-" +
-         ::testing::UnitTest::GetInstance()->current_test_info()->name();
-}
+using testing::ModeOf;
+using testing::OnTmpfs;
+using testing::Slurp;
+using testing::TestName;
 
 // A job whose one task reads db/password into a file and api/key into API_KEY.
 spec::Job SecretJob(const std::string& name, spec::DriverKind driver = spec::DriverKind::kProcess) {

@@ -13,33 +13,17 @@
 #include <fstream>
 #include <sstream>
 
+#include "agent/file_checks.h"
+
 namespace berth::agent {
 namespace {
 
 namespace fs = std::filesystem;
 
-bool OnTmpfs(const fs::path& p) {
-  struct statfs s {};
-  return statfs(p.c_str(), &s) == 0 && (s.f_type == TMPFS_MAGIC || s.f_type == RAMFS_MAGIC);
-}
-
-int ModeOf(const fs::path& p) {
-  struct stat st {};
-  if (lstat(p.c_str(), &st) != 0) return -1;
-  return static_cast<int>(st.st_mode & 07777);
-}
-
-std::string Slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string TestName() {
-  return std::to_string(getpid()) + "-" +
-         ::testing::UnitTest::GetInstance()->current_test_info()->name();
-}
+using testing::ModeOf;
+using testing::OnTmpfs;
+using testing::Slurp;
+using testing::TestName;
 
 std::vector<SecretFile> Files(std::initializer_list<std::pair<const char*, const char*>> items,
                               int mode = 0400) {
