@@ -861,18 +861,22 @@ void StreamEvents(const ApiContext& ctx, const HttpRequest& req, ChunkSink& sink
     (*watch)->Cancel();
     return;
   }
-  std::unique_lock lock(shared->mu);
+  // Cancel() waits for a callback in flight, and the callback takes shared->mu: the lock is
+  // only held while the queue is drained, never when the loop ends and the watch is cancelled.
   int idle_seconds = 0;
   while (!sink.Closed()) {
-    shared->cv.wait_for(lock, std::chrono::seconds(1),
-                        [&] { return !shared->lines.empty() || shared->ended; });
     std::string out;
-    while (!shared->lines.empty()) {
-      out += shared->lines.front();
-      shared->lines.pop_front();
+    bool ended = false;
+    {
+      std::unique_lock lock(shared->mu);
+      shared->cv.wait_for(lock, std::chrono::seconds(1),
+                          [&] { return !shared->lines.empty() || shared->ended; });
+      while (!shared->lines.empty()) {
+        out += shared->lines.front();
+        shared->lines.pop_front();
+      }
+      ended = shared->ended;
     }
-    bool ended = shared->ended;
-    lock.unlock();
     if (out.empty() && ++idle_seconds >= 10)
       out = R"({"type":"heartbeat"})"
             "\n";
@@ -881,7 +885,6 @@ void StreamEvents(const ApiContext& ctx, const HttpRequest& req, ChunkSink& sink
       if (!sink.Write(out)) break;
     }
     if (ended) break;
-    lock.lock();
   }
   (*watch)->Cancel();
 }

@@ -252,6 +252,47 @@ TEST_F(ApiServiceTest, EventStreamRejectsBadIndex) {
   EXPECT_NE(got.find("index must be"), std::string::npos) << got;
 }
 
+// Event streams whose clients hang up while changes keep arriving: the stream's end must not
+// hold the lock its watch callback waits for while it cancels that watch (Cancel() waits for a
+// callback in flight), or the stream thread and the store's watch dispatcher both stop for
+// good. Afterwards a new stream still sees a new change.
+TEST_F(ApiServiceTest, StreamsEndingUnderAStormOfChangesLeaveTheWatchesWorking) {
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 0; !stop; ++i) {
+      ASSERT_TRUE(inner_->Put(keys_.Job("storm-" + std::to_string(i % 50)), "{}").ok());
+    }
+  });
+  for (int round = 0; round < 300; ++round) {
+    cli::ApiClient c("127.0.0.1:" + std::to_string(server_->port()));
+    std::string got;
+    // Hangs up as soon as one change has arrived; the server notices between two writes.
+    Status st = c.Stream("/v1/events?topic=jobs", [&](std::string_view d) {
+      got.append(d);
+      return got.find("storm-") == std::string::npos;
+    });
+    EXPECT_TRUE(st.ok()) << st.ToString();
+  }
+  stop = true;
+  writer.join();
+  std::atomic<bool> ready{false};
+  std::string got;
+  std::thread follower([&] {
+    client_
+        ->Stream("/v1/events?topic=jobs",
+                 [&](std::string_view d) {
+                   got.append(d);
+                   if (got.find("ready") != std::string::npos) ready = true;
+                   return got.find("after-storm") == std::string::npos;
+                 })
+        .IgnoreError();
+  });
+  while (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(inner_->Put(keys_.Job("after-storm"), "{}").ok());
+  follower.join();
+  EXPECT_NE(got.find("after-storm"), std::string::npos) << got;
+}
+
 // The allocation routes, against records the test writes itself (as the placer and the
 // agents' reconcilers would), and a fake log source standing in for this machine's runner.
 class AllocApiTest : public ApiServiceTest {
