@@ -8,6 +8,7 @@
 #include <mutex>
 #include <thread>
 
+#include "api/embedded_api_fixture.h"
 #include "cli/api_client.h"
 #include "engine/records.h"
 #include "runtime/alloc.h"
@@ -87,39 +88,17 @@ groups:
         args: ["1000"]
 )";
 
-class ApiServiceTest : public ::testing::Test {
+// The store the routes see can be switched "down" (switch_->down); store_ is the embedded store
+// behind it, for the test's own reads and writes.
+class ApiServiceTest : public testing::EmbeddedApiFixture {
  protected:
-  void SetUp() override {
-    store::EmbeddedOptions o;
-    o.expiry_thread = false;
-    inner_ = std::move(*store::EmbeddedStore::Open(o));
-    store_ = std::make_unique<SwitchableStore>(*inner_);
-    registry_ = std::make_unique<jobs::JobRegistry>(*store_, keys_, SystemClock::Shared());
-    server_ = std::make_unique<HttpServer>(HttpServer::Options{});
-    ApiContext ctx;
-    ctx.store = store_.get();
-    ctx.keys = keys_;
-    ctx.jobs = registry_.get();
-    ctx.version = "test";
-    // These tests are about what the routes do: an access control that lets everyone in
-    // (tests/api/acl_api_test.cc is about who gets in).
-    ctx.access = std::make_shared<acl::AccessControl>(
-        *store_, keys_, acl::AccessControl::Options{.enforce = false});
-    Customize(ctx);
-    RegisterApiRoutes(*server_, ctx);
-    ASSERT_TRUE(server_->Start().ok());
-    client_ = std::make_unique<cli::ApiClient>("127.0.0.1:" + std::to_string(server_->port()));
+  ApiServiceTest() : EmbeddedApiFixture("/api-test/") {}
+  store::Store& Front() override {
+    switch_ = std::make_unique<SwitchableStore>(*store_);
+    return *switch_;
   }
-  void TearDown() override { server_->Stop(); }
-  // Lets a derived fixture add to the context before the routes are registered.
-  virtual void Customize(ApiContext&) {}
 
-  store::Keys keys_{"/api-test/"};
-  std::unique_ptr<store::EmbeddedStore> inner_;
-  std::unique_ptr<SwitchableStore> store_;
-  std::unique_ptr<jobs::JobRegistry> registry_;
-  std::unique_ptr<HttpServer> server_;
-  std::unique_ptr<cli::ApiClient> client_;
+  std::unique_ptr<SwitchableStore> switch_;
 };
 
 TEST_F(ApiServiceTest, SubmitListInspectStop) {
@@ -174,7 +153,7 @@ TEST_F(ApiServiceTest, BadJobsAreClearErrorsAndStoreNothing) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 400);
 
-  auto all = inner_->Range("/api-test/");
+  auto all = store_->Range("/api-test/");
   ASSERT_TRUE(all.ok());
   EXPECT_TRUE(all->kvs.empty());
 }
@@ -188,7 +167,7 @@ TEST_F(ApiServiceTest, UnknownJobIs404) {
 
 TEST_F(ApiServiceTest, StoreDownIs503AndRecovers) {
   ASSERT_EQ(client_->Call("POST", "/v1/jobs", kJob, "application/yaml")->status, 201);
-  store_->down = true;
+  switch_->down = true;
   auto r = client_->Call("GET", "/v1/jobs");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 503);
@@ -198,7 +177,7 @@ TEST_F(ApiServiceTest, StoreDownIs503AndRecovers) {
   auto health = client_->CallJson("GET", "/v1/health");
   ASSERT_TRUE(health.ok());
   EXPECT_NE((*health)["store"], "ok");
-  store_->down = false;
+  switch_->down = false;
   auto list = client_->CallJson("GET", "/v1/jobs");
   ASSERT_TRUE(list.ok());
   EXPECT_EQ(list->size(), 1u);
@@ -260,7 +239,7 @@ TEST_F(ApiServiceTest, StreamsEndingUnderAStormOfChangesLeaveTheWatchesWorking) 
   std::atomic<bool> stop{false};
   std::thread writer([&] {
     for (int i = 0; !stop; ++i) {
-      ASSERT_TRUE(inner_->Put(keys_.Job("storm-" + std::to_string(i % 50)), "{}").ok());
+      ASSERT_TRUE(store_->Put(keys_.Job("storm-" + std::to_string(i % 50)), "{}").ok());
     }
   });
   for (int round = 0; round < 300; ++round) {
@@ -288,7 +267,7 @@ TEST_F(ApiServiceTest, StreamsEndingUnderAStormOfChangesLeaveTheWatchesWorking) 
         .IgnoreError();
   });
   while (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  ASSERT_TRUE(inner_->Put(keys_.Job("after-storm"), "{}").ok());
+  ASSERT_TRUE(store_->Put(keys_.Job("after-storm"), "{}").ok());
   follower.join();
   EXPECT_NE(got.find("after-storm"), std::string::npos) << got;
 }
@@ -390,14 +369,14 @@ class AllocApiTest : public ApiServiceTest {
   }
 
   void PutAlloc(const runtime::Allocation& a) {
-    ASSERT_TRUE(inner_->Put(keys_.Alloc(a.machine, a.id), a.ToJson().dump()).ok());
+    ASSERT_TRUE(store_->Put(keys_.Alloc(a.machine, a.id), a.ToJson().dump()).ok());
   }
   void PutStatus(const runtime::AllocStatus& s) {
-    ASSERT_TRUE(inner_->Put(keys_.AllocStatus(s.id), s.ToJson().dump()).ok());
+    ASSERT_TRUE(store_->Put(keys_.AllocStatus(s.id), s.ToJson().dump()).ok());
   }
   void PutMachine(const std::string& id, const std::string& address) {
     json m = {{"id", id}, {"address", address}};
-    ASSERT_TRUE(inner_->Put(keys_.Machine(id), m.dump()).ok());
+    ASSERT_TRUE(store_->Put(keys_.Machine(id), m.dump()).ok());
   }
 
   // Streams a target to the end; returns the status and what arrived.
@@ -489,10 +468,10 @@ TEST_F(AllocApiTest, CorruptRecordsAreSkippedNotFatal) {
   PutAlloc(a0);
   PutAlloc(a1);
   // a0's status is garbage; a1's alloc record is, but its status is fine; a lone bad status.
-  ASSERT_TRUE(inner_->Put(keys_.AllocStatus(a0.id), "{not json").ok());
-  ASSERT_TRUE(inner_->Put(keys_.Alloc("m1", a1.id), R"({"id": 7})").ok());
+  ASSERT_TRUE(store_->Put(keys_.AllocStatus(a0.id), "{not json").ok());
+  ASSERT_TRUE(store_->Put(keys_.Alloc("m1", a1.id), R"({"id": 7})").ok());
   PutStatus(Observed(a1));
-  ASSERT_TRUE(inner_->Put(keys_.AllocStatus("orphan"), R"({"id": "orphan"})").ok());
+  ASSERT_TRUE(store_->Put(keys_.AllocStatus("orphan"), R"({"id": "orphan"})").ok());
 
   auto list = client_->CallJson("GET", "/v1/allocs");
   ASSERT_TRUE(list.ok()) << list.status().ToString();
@@ -561,7 +540,7 @@ TEST_F(AllocApiTest, JobDetailListsItsAllocationsInTheSameShape) {
 }
 
 TEST_F(AllocApiTest, AllocsStoreDownIs503) {
-  store_->down = true;
+  switch_->down = true;
   auto r = client_->Call("GET", "/v1/allocs");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 503);
@@ -684,11 +663,11 @@ TEST_F(AllocApiTest, LogsOnAnotherMachineRedirectToItsAgent) {
   // The agent of machine m2: its own server with its own log source.
   HttpServer m2(HttpServer::Options{});
   ApiContext ctx2;
-  ctx2.store = store_.get();
+  ctx2.store = switch_.get();
   ctx2.keys = keys_;
   ctx2.jobs = registry_.get();
   ctx2.machine_id = "m2";
-  ctx2.access = std::make_shared<acl::AccessControl>(*store_, keys_,
+  ctx2.access = std::make_shared<acl::AccessControl>(*switch_, keys_,
                                                      acl::AccessControl::Options{.enforce = false});
   std::string asked;
   ctx2.alloc_logs = [&](const std::string& id, const std::string& task, bool, int64_t tail, bool,
@@ -757,7 +736,7 @@ class ClusterApiTest : public ApiServiceTest {
   void Customize(ApiContext& ctx) override { ctx.clock = clock_; }
 
   void Put(const std::string& key, const json& value) {
-    ASSERT_TRUE(inner_->Put(key, value.dump()).ok());
+    ASSERT_TRUE(store_->Put(key, value.dump()).ok());
   }
   void PutMachine(const std::string& id) {
     Put(keys_.Machine(id),
@@ -765,7 +744,7 @@ class ClusterApiTest : public ApiServiceTest {
   }
   // The stored admin settings of a machine.
   engine::MachineAdmin StoredAdmin(const std::string& id) {
-    auto kv = inner_->Get(keys_.MachineAdmin(id));
+    auto kv = store_->Get(keys_.MachineAdmin(id));
     EXPECT_TRUE(kv.ok() && kv->has_value());
     if (!kv.ok() || !kv->has_value()) return {};
     auto a = engine::MachineAdmin::FromJson(json::parse((*kv)->value));
@@ -831,7 +810,7 @@ TEST_F(ClusterApiTest, MachinesShowAdminSettingsAllocationsAndLeader) {
   // An unreadable admin record counts as the defaults; a corrupt leader record loses the mark
   // only.
   Put(keys_.MachineAdmin("m2"), "eligible");
-  ASSERT_TRUE(inner_->Put(keys_.EngineLeader(), "{").ok());
+  ASSERT_TRUE(store_->Put(keys_.EngineLeader(), "{").ok());
   list = client_->CallJson("GET", "/v1/machines");
   ASSERT_TRUE(list.ok()) << list.status().ToString();
   EXPECT_EQ((*list)[1]["eligible"], true);
@@ -872,7 +851,7 @@ TEST_F(ClusterApiTest, DrainAndEligibilityReadModifyWriteTheAdminRecord) {
   EXPECT_EQ((*view)["drain"], false);
 
   // A machine that is down but has settings can still be changed; one never seen cannot.
-  ASSERT_TRUE(inner_->Delete(keys_.Machine("m1")).ok());
+  ASSERT_TRUE(store_->Delete(keys_.Machine("m1")).ok());
   r = PutJson("/v1/machines/m1/drain", "{}");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 200) << r->body;
@@ -881,7 +860,7 @@ TEST_F(ClusterApiTest, DrainAndEligibilityReadModifyWriteTheAdminRecord) {
   EXPECT_EQ(r->status, 404);
   EXPECT_EQ(r->json["error"],
             "machine m9 not found (it is not registered and has no admin settings)");
-  auto absent = inner_->Get(keys_.MachineAdmin("m9"));
+  auto absent = store_->Get(keys_.MachineAdmin("m9"));
   ASSERT_TRUE(absent.ok());
   EXPECT_FALSE(absent->has_value());
 }
@@ -914,7 +893,7 @@ TEST_F(ClusterApiTest, AdminBodiesAreCheckedStrictly) {
     EXPECT_EQ(r->json["error"], c.error) << c.body;
   }
   // Nothing was written.
-  auto kv = inner_->Get(keys_.MachineAdmin("m1"));
+  auto kv = store_->Get(keys_.MachineAdmin("m1"));
   ASSERT_TRUE(kv.ok());
   EXPECT_FALSE(kv->has_value());
 }

@@ -1,6 +1,7 @@
 // A fixture for API route tests: the API's routes on a loopback HttpServer over an embedded
 // store (no expiry thread), with an access control that lets everyone in, and the CLI's API
-// client pointed at it. A derived fixture names its key prefix and may add to the context.
+// client pointed at it. A derived fixture names its key prefix, may add to the context, and may
+// put a store of its own in front of the embedded one (Front()).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -27,15 +28,18 @@ class EmbeddedApiFixture : public ::testing::Test {
     store::EmbeddedOptions o;
     o.expiry_thread = false;
     store_ = std::move(*store::EmbeddedStore::Open(o));
-    registry_ = std::make_unique<jobs::JobRegistry>(*store_, keys_, SystemClock::Shared());
+    store::Store& front = Front();
+    registry_ = std::make_unique<jobs::JobRegistry>(front, keys_, SystemClock::Shared());
     server_ = std::make_unique<HttpServer>(HttpServer::Options{});
     ApiContext ctx;
-    ctx.store = store_.get();
+    ctx.store = &front;
     ctx.keys = keys_;
     ctx.jobs = registry_.get();
     ctx.version = "test";
+    // These tests are about what the routes do: an access control that lets everyone in
+    // (tests/api/acl_api_test.cc is about who gets in).
     ctx.access = std::make_shared<acl::AccessControl>(
-        *store_, keys_, acl::AccessControl::Options{.enforce = false});
+        front, keys_, acl::AccessControl::Options{.enforce = false});
     Customize(ctx);
     RegisterApiRoutes(*server_, ctx);
     ASSERT_TRUE(server_->Start().ok());
@@ -44,6 +48,9 @@ class EmbeddedApiFixture : public ::testing::Test {
   void TearDown() override { server_->Stop(); }
   // Lets a derived fixture add to the context before the routes are registered.
   virtual void Customize(ApiContext&) {}
+  // The store the API, its access control and the job registry use: the embedded store itself,
+  // unless a derived fixture wraps it (called once, in SetUp, after store_ is open).
+  virtual store::Store& Front() { return *store_; }
 
   store::Keys keys_;
   std::unique_ptr<store::EmbeddedStore> store_;
