@@ -94,15 +94,11 @@ struct Node {
     engine->Start();
   }
   // As `berth agent` on SIGTERM: the engine resigns, the machine's lease runs out.
-  void StopAgent() {
-    engine->Stop(/*resign=*/true);
-    reconciler->Stop();
-    registry->Stop(/*revoke=*/false);
-    dead = true;
-  }
+  void StopAgent() { Halt(/*resign=*/true); }
   // As if the machine died: nothing is revoked or resigned; its leases run out.
-  void Crash() {
-    engine->Stop(/*resign=*/false);
+  void Crash() { Halt(/*resign=*/false); }
+  void Halt(bool resign) {
+    engine->Stop(resign);
     reconciler->Stop();
     registry->Stop(/*revoke=*/false);
     dead = true;
