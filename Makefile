@@ -33,6 +33,9 @@ bench: build
 	@BUILD_DIR=$(CURDIR)/$(BUILD) bench/agent_rss.sh
 	@$(BUILD)/bench/berth_secrets_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 	@BUILD_DIR=$(CURDIR)/$(BUILD) bench/secrets_start.sh
+	@$(BUILD)/bench/berth_scheduler_bench --benchmark_repetitions=7
+	@BUILD_DIR=$(CURDIR)/$(BUILD) bench/router_vs_nginx.sh
+	@BUILD_DIR=$(CURDIR)/$(BUILD) bench/failover.sh
 
 fuzz: deps
 	@scripts/fuzz.sh $(or $(SECONDS),60)
